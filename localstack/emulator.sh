@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Local AWS emulator for tap: moto server from a private venv. No Docker needed.
+#
+#   localstack/emulator.sh install          create/refresh the venv (idempotent)
+#   localstack/emulator.sh start [--timing] start on 127.0.0.1:$TAP_EMULATOR_PORT (default 4566)
+#   localstack/emulator.sh stop             stop the server this script started
+#   localstack/emulator.sh status           exit 0 when it answers
+#
+# --timing starts localstack/timing_server.py instead of the plain server: the same moto,
+# with per-service latency and RDS / NAT / CloudFront transitions that take real seconds
+# (see that file for its environment variables).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${TAP_EMULATOR_CACHE:-$here/.cache}
+venv=$cache/venv
+port=${TAP_EMULATOR_PORT:-4566}
+host=127.0.0.1
+pidfile=$cache/moto-$port.pid
+logfile=$cache/moto-$port.log
+moto_pin="moto[server]==5.2.5"
+
+install() {
+  mkdir -p "$cache"
+  local stamp=$venv/.tap-installed
+  if [[ -f $stamp && $(cat "$stamp") == "$moto_pin" ]]; then
+    return 0
+  fi
+  local py=${PYTHON:-python3}
+  "$py" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$moto_pin"
+  echo "$moto_pin" >"$stamp"
+}
+
+answers() {
+  python3 - "$host" "$port" <<'PY'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/moto-api/", timeout=2).read()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+start() {
+  local mode=plain
+  [[ ${1:-} == --timing ]] && mode=timing
+  install
+  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && answers; then
+    echo "emulator already running on http://$host:$port (pid $(cat "$pidfile"))"
+    return 0
+  fi
+  export MOTO_IAM_LOAD_MANAGED_POLICIES=true
+  if [[ $mode == timing ]]; then
+    nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" >"$logfile" 2>&1 &
+  else
+    nohup "$venv/bin/moto_server" -H "$host" -p "$port" >"$logfile" 2>&1 &
+  fi
+  echo $! >"$pidfile"
+  for _ in $(seq 1 120); do
+    if answers; then
+      echo "emulator ($mode) listening on http://$host:$port (pid $(cat "$pidfile"), log $logfile)"
+      return 0
+    fi
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "emulator exited during start; its log:" >&2
+      cat "$logfile" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+  echo "emulator did not answer on port $port within 60 s; log: $logfile" >&2
+  return 1
+}
+
+stop() {
+  if [[ -f $pidfile ]]; then
+    local pid
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    echo "emulator on port $port stopped"
+  else
+    echo "no emulator started by this script on port $port"
+  fi
+}
+
+case ${1:-} in
+  install) install ;;
+  start) shift; start "$@" ;;
+  stop) stop ;;
+  status) answers ;;
+  *) echo "usage: $0 install | start [--timing] | stop | status" >&2; exit 2 ;;
+esac

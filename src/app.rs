@@ -1,0 +1,278 @@
+//! One command run end to end: inputs → graph → lock and state → scheduler → report.
+
+use crate::aws::{Aws, Call, Connection};
+use crate::config::{Inputs, Side};
+use crate::engine::graph::Graph;
+use crate::engine::reconcile::{Action, Driver};
+use crate::engine::resource::{NodeCx, NodeError};
+use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
+use crate::engine::state::{State, StateError, StateLock};
+use crate::engine::store::StateStore;
+use crate::stack;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    Plan,
+    Deploy,
+    Destroy,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub inputs: Inputs,
+    pub state_path: PathBuf,
+    pub connection: Connection,
+    pub parallelism: usize,
+    pub allow_replace: bool,
+    /// Multiplies every wait policy (1.0 in real use).
+    pub wait_scale: f64,
+    /// Interval of progress lines while nodes are in flight (zero: none).
+    pub progress_every: Duration,
+    /// Print a line per node as it finishes.
+    pub echo: bool,
+}
+
+impl Options {
+    pub fn new(inputs: Inputs, state_path: PathBuf, connection: Connection) -> Options {
+        Options {
+            inputs,
+            state_path,
+            connection,
+            parallelism: 10,
+            allow_replace: false,
+            wait_scale: 1.0,
+            progress_every: Duration::from_secs(15),
+            echo: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Exit 2: bad input, refused before any AWS call.
+    #[error("{0}")]
+    Usage(String),
+    /// Exit 1.
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Done(Action),
+    Failed {
+        error: String,
+        code: String,
+        operation: String,
+    },
+    Blocked {
+        by: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeLine {
+    pub id: String,
+    pub kind: String,
+    pub region: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub command: Command,
+    pub nodes: Vec<NodeLine>,
+    pub outputs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(skip)]
+    pub calls: Vec<Call>,
+}
+
+impl Report {
+    pub fn failures(&self) -> Vec<&NodeLine> {
+        self.nodes
+            .iter()
+            .filter(|n| !matches!(n.outcome, Outcome::Done(_)))
+            .collect()
+    }
+
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.nodes.iter().find(|n| n.id == id).and_then(|n| match &n.outcome {
+            Outcome::Done(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// `N to create, N to update, N to replace, N to delete, N unchanged`, by what happened.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut c = BTreeMap::from([
+            ("create", 0),
+            ("update", 0),
+            ("replace", 0),
+            ("delete", 0),
+            ("unchanged", 0),
+            ("failed", 0),
+        ]);
+        for n in &self.nodes {
+            let k = match &n.outcome {
+                Outcome::Done(Action::Create) => "create",
+                Outcome::Done(Action::Update { .. }) => "update",
+                Outcome::Done(Action::Replace { .. }) => "replace",
+                Outcome::Done(Action::Delete) => "delete",
+                Outcome::Done(Action::None | Action::Skip { .. }) => "unchanged",
+                _ => "failed",
+            };
+            *c.get_mut(k).expect("known key") += 1;
+        }
+        c
+    }
+}
+
+fn region_of(inputs: &Inputs, side: Side) -> String {
+    inputs.region(side).to_string()
+}
+
+/// Refuses a state file written for other inputs (env or regions) before anything runs.
+fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
+    if let Some(old) = &state.inputs {
+        let i = &opts.inputs;
+        if old.env != i.env || old.primary_region != i.primary_region || old.secondary_region != i.secondary_region {
+            return Err(AppError::Usage(format!(
+                "state file {} belongs to env {:?} in {}/{}, not env {:?} in {}/{}; pick another --state",
+                opts.state_path.display(),
+                old.env,
+                old.primary_region,
+                old.secondary_region,
+                i.env,
+                i.primary_region,
+                i.secondary_region
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppError> {
+    let graph = Arc::new(stack::graph().map_err(|e| AppError::Failed(format!("internal: {e}")))?);
+    graph
+        .validate()
+        .map_err(|e| AppError::Failed(format!("internal: {e}")))?;
+    let _lock = match command {
+        Command::Plan => None,
+        _ => Some(StateLock::acquire(&opts.state_path)?),
+    };
+    let mut state = State::load(&opts.state_path)?;
+    check_state_inputs(&state, opts)?;
+    state.inputs = Some(opts.inputs.clone());
+    let store = Arc::new(StateStore::new(
+        opts.state_path.clone(),
+        state,
+        command == Command::Plan,
+    ));
+    let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
+    let progress = Arc::new(Progress::default());
+    let mut driver = Driver::new(store.clone(), opts.parallelism, progress.clone(), opts.allow_replace);
+    driver.wait_scale = opts.wait_scale;
+    let driver = Arc::new(driver);
+    let direction = if command == Command::Destroy {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+
+    let work = {
+        let (graph, driver, aws, inputs, echo) = (
+            graph.clone(),
+            driver.clone(),
+            aws.clone(),
+            opts.inputs.clone(),
+            opts.echo,
+        );
+        move |id: String| {
+            let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), inputs.clone());
+            async move {
+                let node = graph.get(&id).expect("scheduled node exists").clone();
+                let cx = NodeCx {
+                    region: region_of(&inputs, node.side),
+                    prior: driver.store.get(&id),
+                    deps: driver.dep_attrs(&node.deps),
+                    planning: command == Command::Plan,
+                    node,
+                    inputs,
+                };
+                let r = stack::resource(cx.node.kind, &aws);
+                let t0 = tokio::time::Instant::now();
+                let res = match command {
+                    Command::Plan => driver.plan(r.as_ref(), &cx).await,
+                    Command::Deploy => driver.deploy(r.as_ref(), &cx).await,
+                    Command::Destroy => driver.destroy(r.as_ref(), &cx).await,
+                };
+                if echo && command != Command::Plan {
+                    let secs = t0.elapsed().as_secs_f64();
+                    match &res {
+                        Ok(a) => eprintln!("  {id}: {} ({secs:.1}s)", a.verb(true)),
+                        Err(e) => eprintln!("  {id}: FAILED: {e}"),
+                    }
+                }
+                res
+            }
+        }
+    };
+    let reports = scheduler::run(&graph, direction, progress, opts.progress_every, work).await;
+
+    let mut nodes: Vec<NodeLine> = reports
+        .into_iter()
+        .map(|r| {
+            let n = graph.get(&r.id).expect("reported node exists");
+            NodeLine {
+                kind: n.kind.to_string(),
+                region: region_of(&opts.inputs, n.side),
+                outcome: match r.result {
+                    NodeResult::Done(a) => Outcome::Done(a),
+                    NodeResult::Failed(e) => failed(&e),
+                    NodeResult::Blocked(by) => Outcome::Blocked { by },
+                },
+                seconds: r.elapsed.as_secs_f64(),
+                id: r.id,
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
+    let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
+    if command != Command::Plan {
+        store
+            .set_outputs(outputs.clone())
+            .map_err(|e| AppError::Failed(e.to_string()))?;
+    }
+    Ok(Report {
+        command,
+        nodes,
+        outputs,
+        calls: aws.log.calls(),
+    })
+}
+
+fn failed(e: &NodeError) -> Outcome {
+    Outcome::Failed {
+        error: e.to_string(),
+        code: e.code.clone(),
+        operation: e.op.clone(),
+    }
+}
+
+/// The graph, for `status` and tests.
+pub fn graph() -> Graph {
+    stack::graph().expect("the stack graph is valid")
+}

@@ -1,0 +1,156 @@
+//! AWS SDK errors as engine errors: operation, AWS error code and message, and a class that
+//! the driver's retry policies act on.
+
+use crate::engine::resource::{ErrorClass, NodeError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+];
+
+/// IAM eventual consistency: (error code, text in the message) of refusals that go away once a
+/// fresh role, instance profile or service-linked role has propagated.
+const PROPAGATION: &[(&str, &str)] = &[
+    ("InvalidParameterValueException", "cannot be assumed"),
+    ("InvalidParameterValueException", "role"),
+    ("ValidationError", "Invalid IAM Instance Profile"),
+    ("InvalidParameterValue", "iamInstanceProfile"),
+    ("MalformedPolicyDocumentException", "invalid principals"),
+    ("InvalidArgument", "role"),
+    ("InvalidRequest", "role"),
+    ("AccessDenied", "assume"),
+];
+
+pub fn classify(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
+    if PROPAGATION.iter().any(|(c, m)| *c == code && message.contains(m)) {
+        ErrorClass::Propagation
+    } else if THROTTLING.contains(&code) || status.is_some_and(|s| s >= 500) {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Fatal
+    }
+}
+
+pub fn aws_err<E>(op: &str, e: SdkError<E, HttpResponse>) -> NodeError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let (code, message, class) = match &e {
+        SdkError::ServiceError(_) => {
+            let code = e.code().map(str::to_string).unwrap_or_else(|| match status {
+                Some(404) => "NotFound".into(),
+                Some(s) => format!("HTTP{s}"),
+                None => "Unknown".into(),
+            });
+            let message = match e.message() {
+                Some(m) if !m.is_empty() => m.to_string(),
+                _ => DisplayErrorContext(&e).to_string(),
+            };
+            let class = classify(&code, &message, status);
+            (code, message, class)
+        }
+        SdkError::TimeoutError(_) => (
+            "Timeout".into(),
+            DisplayErrorContext(&e).to_string(),
+            ErrorClass::Transient,
+        ),
+        SdkError::DispatchFailure(_) => (
+            "NetworkError".into(),
+            DisplayErrorContext(&e).to_string(),
+            ErrorClass::Transient,
+        ),
+        SdkError::ResponseError(_) => {
+            let class = if status.is_some_and(|s| s >= 500) {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::Fatal
+            };
+            ("ResponseError".into(), DisplayErrorContext(&e).to_string(), class)
+        }
+        _ => ("Unknown".into(), DisplayErrorContext(&e).to_string(), ErrorClass::Fatal),
+    };
+    NodeError {
+        op: op.to_string(),
+        code,
+        message,
+        class,
+    }
+}
+
+/// `.send().await.op("GetRole")?` and `.send().await.absent_on("GetRole", &["NoSuchEntity"])?`.
+pub trait SendExt<T> {
+    fn op(self, op: &str) -> Result<T, NodeError>;
+    /// `Ok(None)` when the error code is one of `codes` (the object does not exist).
+    fn absent_on(self, op: &str, codes: &[&str]) -> Result<Option<T>, NodeError>;
+    /// `Ok(())` when the error code is one of `codes` (already gone, already exists).
+    fn ok_on(self, op: &str, codes: &[&str]) -> Result<(), NodeError>;
+}
+
+impl<T, E> SendExt<T> for Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn op(self, op: &str) -> Result<T, NodeError> {
+        self.map_err(|e| aws_err(op, e))
+    }
+
+    fn absent_on(self, op: &str, codes: &[&str]) -> Result<Option<T>, NodeError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                let e = aws_err(op, e);
+                if codes.contains(&e.code.as_str()) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn ok_on(self, op: &str, codes: &[&str]) -> Result<(), NodeError> {
+        self.absent_on(op, codes).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(
+            classify("ThrottlingException", "Rate exceeded", Some(400)),
+            ErrorClass::Transient
+        );
+        assert_eq!(classify("Whatever", "", Some(503)), ErrorClass::Transient);
+        assert_eq!(
+            classify(
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda.",
+                Some(400)
+            ),
+            ErrorClass::Propagation
+        );
+        assert_eq!(
+            classify("ValidationError", "Invalid IAM Instance Profile name", Some(400)),
+            ErrorClass::Propagation
+        );
+        assert_eq!(classify("AccessDenied", "Access Denied", Some(403)), ErrorClass::Fatal);
+        assert_eq!(classify("MalformedPolicyDocument", "bad", Some(400)), ErrorClass::Fatal);
+    }
+}

@@ -1,0 +1,210 @@
+//! The AWS side: SDK configuration, per-region clients, error mapping, and a record of every
+//! call made (for `-vv` and for tests that prove a second deploy mutates nothing).
+
+pub mod compat;
+pub mod errors;
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+pub use errors::{SendExt, aws_err};
+
+/// One AWS call as the SDK dispatched it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub region: String,
+    pub service: String,
+    pub operation: String,
+}
+
+impl Call {
+    /// Reads are Get*, Describe*, List*, Head*; everything else changes something.
+    pub fn is_mutating(&self) -> bool {
+        !["Get", "Describe", "List", "Head"]
+            .iter()
+            .any(|p| self.operation.starts_with(p))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CallLog {
+    calls: Mutex<Vec<Call>>,
+    verbose: bool,
+}
+
+impl CallLog {
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("call log").clone()
+    }
+
+    pub fn mutating(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(Call::is_mutating).collect()
+    }
+}
+
+#[derive(Debug)]
+struct Recorder {
+    region: String,
+    log: Arc<CallLog>,
+}
+
+impl Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "TapCallRecorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(md) = cfg.load::<Metadata>() {
+            let call = Call {
+                region: self.region.clone(),
+                service: md.service().to_string(),
+                operation: md.name().to_string(),
+            };
+            if self.log.verbose {
+                eprintln!("    aws {} {}.{}", call.region, call.service, call.operation);
+            }
+            self.log.calls.lock().expect("call log").push(call);
+        }
+        Ok(())
+    }
+}
+
+/// How to reach AWS.
+#[derive(Clone, Debug, Default)]
+pub struct Connection {
+    /// Every call goes here (with S3 path-style); `AWS_ENDPOINT_URL` is honoured when unset.
+    pub endpoint_url: Option<String>,
+    /// Fall back to static test credentials when the standard chain has none (`--local`).
+    pub test_credentials_fallback: bool,
+    /// Print every AWS call (`-vv`).
+    pub verbose: bool,
+}
+
+macro_rules! clients {
+    ($($name:ident: $krate:ident $(=> $tweak:expr)?;)*) => {
+        #[derive(Default)]
+        struct Clients {
+            $($name: Mutex<HashMap<String, $krate::Client>>,)*
+        }
+
+        impl Aws {
+            $(
+                pub fn $name(&self, region: &str) -> $krate::Client {
+                    let mut cache = self.clients.$name.lock().expect("client cache");
+                    cache
+                        .entry(region.to_string())
+                        .or_insert_with(|| {
+                            #[allow(unused_mut)]
+                            let mut b = $krate::config::Builder::from(&self.sdk)
+                                .region(Region::new(region.to_string()))
+                                .interceptor(Recorder { region: region.to_string(), log: self.log.clone() });
+                            $(b = ($tweak)(b, self);)?
+                            $krate::Client::from_conf(b.build())
+                        })
+                        .clone()
+                }
+            )*
+        }
+    };
+}
+
+clients! {
+    kms: aws_sdk_kms;
+    s3: aws_sdk_s3 => |b: aws_sdk_s3::config::Builder, aws: &Aws| b.force_path_style(aws.path_style);
+    iam: aws_sdk_iam;
+    sts: aws_sdk_sts;
+    ec2: aws_sdk_ec2;
+    rds: aws_sdk_rds;
+    autoscaling: aws_sdk_autoscaling;
+    sns: aws_sdk_sns;
+    lambda: aws_sdk_lambda;
+    logs: aws_sdk_cloudwatchlogs;
+    cloudfront: aws_sdk_cloudfront;
+    ssm: aws_sdk_ssm;
+}
+
+pub struct Aws {
+    sdk: SdkConfig,
+    path_style: bool,
+    pub log: Arc<CallLog>,
+    clients: Clients,
+    account: OnceCell<String>,
+    /// One-time account-wide preparations (the Auto Scaling service-linked role).
+    pub once: OnceCell<()>,
+}
+
+impl Aws {
+    pub async fn connect(conn: &Connection, home_region: &str) -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(home_region.to_string()));
+        if let Some(url) = &conn.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let mut sdk = loader.load().await;
+        if conn.test_credentials_fallback && !has_credentials(&sdk).await {
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                    Credentials::new("test", "test", None, None, "tap-local"),
+                ))
+                .build();
+        }
+        let path_style = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        Aws {
+            sdk,
+            path_style,
+            log: Arc::new(CallLog {
+                calls: Mutex::default(),
+                verbose: conn.verbose,
+            }),
+            clients: Clients::default(),
+            account: OnceCell::new(),
+            once: OnceCell::new(),
+        }
+    }
+
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.sdk.endpoint_url()
+    }
+
+    /// The account id of the caller (STS GetCallerIdentity, once).
+    pub async fn account_id(&self, region: &str) -> Result<String, crate::engine::resource::NodeError> {
+        self.account
+            .get_or_try_init(|| async {
+                let out = self
+                    .sts(region)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .op("GetCallerIdentity")?;
+                Ok(out.account.unwrap_or_default())
+            })
+            .await
+            .cloned()
+    }
+}
+
+async fn has_credentials(sdk: &SdkConfig) -> bool {
+    let Some(p) = sdk.credentials_provider() else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), p.provide_credentials()).await,
+        Ok(Ok(_))
+    )
+}

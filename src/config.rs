@@ -1,0 +1,196 @@
+//! Inputs of a run (SPEC "Inputs"), their validation, and the names and tags derived from them.
+//! Everything here is checked before any AWS call is made.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which of the two regions a node lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Primary,
+    Secondary,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Primary, Side::Secondary];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Primary => "primary",
+            Side::Secondary => "secondary",
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Primary => Side::Secondary,
+            Side::Secondary => Side::Primary,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub env: String,
+    pub primary_region: String,
+    pub secondary_region: String,
+    pub repository: String,
+    pub author: String,
+}
+
+/// An input that is not allowed; the message says what is wrong and what is allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+impl Inputs {
+    pub fn new(
+        env: &str,
+        primary_region: &str,
+        secondary_region: &str,
+        repository: Option<String>,
+        author: Option<String>,
+    ) -> Result<Inputs, InvalidInput> {
+        validate_env(env)?;
+        validate_region(primary_region, "primary")?;
+        validate_region(secondary_region, "secondary")?;
+        if primary_region == secondary_region {
+            return Err(InvalidInput(format!(
+                "primary and secondary region are both {primary_region:?}; they must differ"
+            )));
+        }
+        let or_unknown = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into());
+        Ok(Inputs {
+            env: env.to_string(),
+            primary_region: primary_region.to_string(),
+            secondary_region: secondary_region.to_string(),
+            repository: or_unknown(repository),
+            author: or_unknown(author),
+        })
+    }
+
+    pub fn region(&self, side: Side) -> &str {
+        match side {
+            Side::Primary => &self.primary_region,
+            Side::Secondary => &self.secondary_region,
+        }
+    }
+
+    /// `{r}` of SPEC: the region name without dashes.
+    pub fn r(&self, side: Side) -> String {
+        self.region(side).replace('-', "")
+    }
+
+    /// The tags every taggable resource carries (SPEC "Tags"), for logical id `id`.
+    pub fn tags(&self, id: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("Environment".to_string(), self.env.clone()),
+            ("Repository".to_string(), self.repository.clone()),
+            ("Author".to_string(), self.author.clone()),
+            ("Project".to_string(), "tap-multi-region".to_string()),
+            (STACK_TAG.to_string(), self.env.clone()),
+            (ID_TAG.to_string(), id.to_string()),
+        ])
+    }
+}
+
+pub const STACK_TAG: &str = "tap:stack";
+pub const ID_TAG: &str = "tap:id";
+
+/// SPEC: 1-16 characters, lowercase letters, digits and `-`, starts with a letter, no `--`,
+/// no trailing `-`.
+pub fn validate_env(env: &str) -> Result<(), InvalidInput> {
+    let rule = "the environment suffix must be 1-16 characters of lowercase letters, digits and '-', \
+                start with a letter, and contain no '--' and no trailing '-'";
+    let ok = (1..=16).contains(&env.len())
+        && env.starts_with(|c: char| c.is_ascii_lowercase())
+        && env
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !env.contains("--")
+        && !env.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput(format!("invalid environment suffix {env:?}: {rule}")))
+    }
+}
+
+/// A region name as AWS spells them: `us-east-1`, `eu-west-1`, `ap-southeast-2`, `us-gov-west-1`.
+pub fn validate_region(region: &str, which: &str) -> Result<(), InvalidInput> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput(format!(
+            "invalid {which} region {region:?}: expected an AWS region name such as us-east-1 or eu-west-1"
+        )))
+    }
+}
+
+/// `--endpoint-url` must be an absolute http(s) URL with a host.
+pub fn validate_endpoint(url: &str) -> Result<(), InvalidInput> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => Ok(()),
+        _ => Err(InvalidInput(format!(
+            "invalid endpoint URL {url:?}: expected http://HOST[:PORT] or https://HOST[:PORT]"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_rule() {
+        for ok in ["dev", "a", "pr-123", "abcdefghijklmnop", "x1-y2"] {
+            assert!(validate_env(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Dev",
+            "1dev",
+            "-dev",
+            "dev-",
+            "de--v",
+            "abcdefghijklmnopq",
+            "dev_1",
+            "dév",
+        ] {
+            assert!(validate_env(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn regions_and_endpoint() {
+        assert!(validate_region("us-east-1", "primary").is_ok());
+        assert!(validate_region("us-gov-west-1", "primary").is_ok());
+        for bad in ["useast1", "us-east", "US-EAST-1", "us-east-x", ""] {
+            assert!(validate_region(bad, "primary").is_err(), "{bad}");
+        }
+        let same = Inputs::new("dev", "us-east-1", "us-east-1", None, None);
+        assert!(same.unwrap_err().0.contains("must differ"));
+        assert!(validate_endpoint("http://127.0.0.1:4566").is_ok());
+        assert!(validate_endpoint("localhost:4566").is_err());
+        assert!(validate_endpoint("http://").is_err());
+    }
+
+    #[test]
+    fn tags_and_names() {
+        let i = Inputs::new("dev", "us-east-1", "eu-west-1", None, Some("me".into())).unwrap();
+        assert_eq!(i.r(Side::Secondary), "euwest1");
+        let t = i.tags("primary/s3-bucket");
+        assert_eq!(t["tap:id"], "primary/s3-bucket");
+        assert_eq!(t["Repository"], "unknown");
+        assert_eq!(t["Author"], "me");
+        assert_eq!(t.len(), 6);
+    }
+}

@@ -1,0 +1,169 @@
+//! The dependency graph: nodes keyed by logical id (`primary/s3-bucket`), explicit edges.
+//! Knows nothing of AWS; `crate::stack` fills it in.
+
+use crate::config::Side;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Logical id, also the value of the `tap:id` tag.
+    pub id: String,
+    /// Resource kind, e.g. `s3-bucket`; selects the implementation.
+    pub kind: &'static str,
+    pub side: Side,
+    /// Logical ids this node needs first.
+    pub deps: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    nodes: BTreeMap<String, Node>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GraphError {
+    #[error("node {0} is defined twice")]
+    Duplicate(String),
+    #[error("node {from} depends on {to}, which is not in the graph")]
+    Dangling { from: String, to: String },
+    #[error("the graph has a cycle through {0}")]
+    Cycle(String),
+}
+
+impl Graph {
+    pub fn add(&mut self, side: Side, kind: &'static str, deps: &[String]) -> Result<String, GraphError> {
+        let id = node_id(side, kind);
+        self.add_named(id.clone(), side, kind, deps)?;
+        Ok(id)
+    }
+
+    pub fn add_named(&mut self, id: String, side: Side, kind: &'static str, deps: &[String]) -> Result<(), GraphError> {
+        if self.nodes.contains_key(&id) {
+            return Err(GraphError::Duplicate(id));
+        }
+        let mut deps = deps.to_vec();
+        deps.sort();
+        deps.dedup();
+        self.nodes.insert(id.clone(), Node { id, kind, side, deps });
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.nodes.contains_key(id)
+    }
+
+    /// The nodes that name `id` among their dependencies.
+    pub fn dependents(&self, id: &str) -> Vec<&str> {
+        self.nodes
+            .values()
+            .filter(|n| n.deps.iter().any(|d| d == id))
+            .map(|n| n.id.as_str())
+            .collect()
+    }
+
+    /// Every node that depends on `id`, directly or not.
+    pub fn transitive_dependents(&self, id: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut queue = VecDeque::from([id.to_string()]);
+        while let Some(cur) = queue.pop_front() {
+            for d in self.dependents(&cur) {
+                if out.insert(d.to_string()) {
+                    queue.push_back(d.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every edge names a node and there is no cycle; returns a topological order.
+    pub fn validate(&self) -> Result<Vec<String>, GraphError> {
+        for n in self.nodes.values() {
+            for d in &n.deps {
+                if !self.nodes.contains_key(d) {
+                    return Err(GraphError::Dangling {
+                        from: n.id.clone(),
+                        to: d.clone(),
+                    });
+                }
+            }
+        }
+        let mut indeg: BTreeMap<&str, usize> = self.nodes.values().map(|n| (n.id.as_str(), n.deps.len())).collect();
+        let mut ready: VecDeque<&str> = indeg.iter().filter(|(_, d)| **d == 0).map(|(k, _)| *k).collect();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        while let Some(id) = ready.pop_front() {
+            order.push(id.to_string());
+            for dep in self.dependents(id) {
+                let e = indeg.get_mut(dep).expect("dependent is a node");
+                *e -= 1;
+                if *e == 0 {
+                    ready.push_back(dep);
+                }
+            }
+        }
+        if order.len() != self.nodes.len() {
+            let stuck = indeg
+                .iter()
+                .find(|(_, d)| **d > 0)
+                .map(|(k, _)| k.to_string())
+                .unwrap_or_default();
+            return Err(GraphError::Cycle(stuck));
+        }
+        Ok(order)
+    }
+}
+
+pub fn node_id(side: Side, kind: &str) -> String {
+    format!("{}/{}", side.as_str(), kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_dangling_edges_and_cycles() {
+        let mut g = Graph::default();
+        let a = g.add(Side::Primary, "a", &[]).unwrap();
+        g.add(Side::Primary, "b", &[a.clone(), "primary/zzz".into()]).unwrap();
+        assert!(matches!(g.validate(), Err(GraphError::Dangling { .. })));
+
+        let mut g = Graph::default();
+        g.add_named("primary/a".into(), Side::Primary, "a", &["primary/b".into()])
+            .unwrap();
+        g.add_named("primary/b".into(), Side::Primary, "b", &["primary/a".into()])
+            .unwrap();
+        assert!(matches!(g.validate(), Err(GraphError::Cycle(_))));
+        assert_eq!(
+            g.add(Side::Primary, "a", &[]),
+            Err(GraphError::Duplicate("primary/a".into()))
+        );
+    }
+
+    #[test]
+    fn order_respects_edges() {
+        let mut g = Graph::default();
+        let a = g.add(Side::Primary, "a", &[]).unwrap();
+        let b = g.add(Side::Secondary, "b", std::slice::from_ref(&a)).unwrap();
+        let c = g.add(Side::Primary, "c", &[a.clone(), b.clone()]).unwrap();
+        let order = g.validate().unwrap();
+        let pos = |x: &str| order.iter().position(|o| o == x).unwrap();
+        assert!(pos(&a) < pos(&b) && pos(&b) < pos(&c));
+        assert_eq!(g.transitive_dependents(&a), BTreeSet::from([b, c]));
+    }
+}

@@ -1,0 +1,9 @@
+//! The engine: graph, scheduler, state, plan and reconcile driver. Free of AWS types.
+
+pub mod graph;
+pub mod policy;
+pub mod reconcile;
+pub mod resource;
+pub mod scheduler;
+pub mod state;
+pub mod store;

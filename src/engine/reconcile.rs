@@ -1,0 +1,324 @@
+//! One node's reconcile step: read the live object, then create, update, replace, delete or
+//! leave it. Retries and waits follow the policies in `policy`; every transition is saved.
+
+use crate::engine::policy::{RetryPolicy, WaitPolicy};
+use crate::engine::resource::{Change, ErrorClass, Live, NodeCx, NodeError, Props, Readiness, Resource, diff};
+use crate::engine::scheduler::Progress;
+use crate::engine::state::{NodeState, NodeStatus};
+use crate::engine::store::{StateStore, now};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// What a node did (deploy, destroy) or would do (plan).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update {
+        changes: Vec<Change>,
+    },
+    Replace {
+        changes: Vec<Change>,
+    },
+    Delete,
+    /// Nothing to do (deploy: already as desired; destroy: already gone).
+    None,
+    /// Left alone on purpose (e.g. not owned by this stack).
+    Skip {
+        reason: String,
+    },
+}
+
+impl Action {
+    pub fn verb(&self, done: bool) -> &'static str {
+        match (self, done) {
+            (Action::Create, true) => "created",
+            (Action::Create, false) => "create",
+            (Action::Update { .. }, true) => "updated",
+            (Action::Update { .. }, false) => "update",
+            (Action::Replace { .. }, true) => "replaced",
+            (Action::Replace { .. }, false) => "replace",
+            (Action::Delete, true) => "deleted",
+            (Action::Delete, false) => "delete",
+            (Action::None, _) => "unchanged",
+            (Action::Skip { .. }, _) => "skipped",
+        }
+    }
+}
+
+/// Shared by every node of a run.
+pub struct Driver {
+    pub store: Arc<StateStore>,
+    pub permits: Arc<Semaphore>,
+    pub progress: Arc<Progress>,
+    pub allow_replace: bool,
+    /// Multiplies every wait policy (tests use short waits).
+    pub wait_scale: f64,
+    /// Attrs of nodes known in this run (seeded from state), for dependents.
+    attrs: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl Driver {
+    pub fn new(store: Arc<StateStore>, parallelism: usize, progress: Arc<Progress>, allow_replace: bool) -> Driver {
+        let attrs = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
+        Driver {
+            store,
+            permits: Arc::new(Semaphore::new(parallelism.max(1))),
+            progress,
+            allow_replace,
+            wait_scale: 1.0,
+            attrs: Mutex::new(attrs),
+        }
+    }
+
+    pub fn dep_attrs(&self, deps: &[String]) -> BTreeMap<String, BTreeMap<String, String>> {
+        let g = self.attrs.lock().expect("attrs lock");
+        deps.iter()
+            .filter_map(|d| g.get(d).map(|a| (d.clone(), a.clone())))
+            .collect()
+    }
+
+    fn set_attrs(&self, id: &str, attrs: Option<BTreeMap<String, String>>) {
+        let mut g = self.attrs.lock().expect("attrs lock");
+        match attrs {
+            Some(a) => g.insert(id.to_string(), a),
+            None => g.remove(id),
+        };
+    }
+
+    /// One AWS operation, holding a permit per attempt; retryable errors back off per policy.
+    pub async fn call<T, F, Fut>(&self, cx: &NodeCx, mut f: F) -> Result<T, NodeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let r = {
+                let _permit = self.permits.acquire().await.expect("semaphore open");
+                f().await
+            };
+            let e = match r {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let policy = match e.class {
+                ErrorClass::Fatal => return Err(e),
+                ErrorClass::Transient => RetryPolicy::TRANSIENT,
+                ErrorClass::Propagation => RetryPolicy::PROPAGATION,
+            };
+            if attempt >= policy.max_attempts {
+                return Err(e);
+            }
+            let delay = policy.backoff(attempt);
+            self.progress.set_status(
+                cx.id(),
+                &format!("retrying {} after {} ({attempt}/{})", e.op, e.code, policy.max_attempts),
+            );
+            tracing_line(cx, &format!("{} ({}), retry {attempt} in {:?}", e.op, e.code, delay));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Polls `check` until ready, per the wait policy; progress shows the current status.
+    pub async fn wait<F, Fut>(&self, cx: &NodeCx, policy: WaitPolicy, what: &str, mut check: F) -> Result<(), NodeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Readiness, NodeError>>,
+    {
+        let policy = policy.scaled(self.wait_scale);
+        let t0 = Instant::now();
+        let mut poll = 0u32;
+        loop {
+            poll += 1;
+            match self.call(cx, &mut check).await? {
+                Readiness::Ready => return Ok(()),
+                Readiness::Failed(m) => return Err(NodeError::fatal(format!("wait for {what}"), "WaitFailed", m)),
+                Readiness::Pending(s) => {
+                    let waited = t0.elapsed();
+                    if waited >= policy.max_wait {
+                        return Err(NodeError::fatal(
+                            format!("wait for {what}"),
+                            "WaitTimeout",
+                            format!(
+                                "still {s} after {}s (max wait {}s)",
+                                waited.as_secs(),
+                                policy.max_wait.as_secs()
+                            ),
+                        ));
+                    }
+                    self.progress.set_status(cx.id(), &format!("waiting for {what}: {s}"));
+                    tokio::time::sleep(policy.delay(poll).min(policy.max_wait - waited)).await;
+                }
+            }
+        }
+    }
+
+    fn record(&self, cx: &NodeCx, live: &Live, props: Props, status: NodeStatus) -> Result<(), NodeError> {
+        self.store.put(
+            cx.id(),
+            NodeState {
+                kind: cx.node.kind.to_string(),
+                region: cx.region.clone(),
+                physical_id: Some(live.physical_id.clone()),
+                arn: live.arn.clone(),
+                props,
+                attrs: live.attrs.clone(),
+                status,
+                error: None,
+                updated_at: now(),
+            },
+        )
+    }
+
+    fn fail(&self, cx: &NodeCx, e: NodeError) -> NodeError {
+        if !cx.planning {
+            self.store.mark_failed(cx.id(), cx.node.kind, &cx.region, &e);
+        }
+        e
+    }
+
+    async fn read(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let live = self.call(cx, || r.read(cx)).await?;
+        if let Some(l) = &live
+            && l.owned_by(&cx.inputs.env, cx.id()) == Some(false)
+        {
+            let t = l.tags.clone().unwrap_or_default();
+            return Err(NodeError::fatal(
+                "adopt",
+                "NotOwned",
+                format!(
+                    "{} exists but is tagged tap:stack={:?} tap:id={:?}; tap will not take it over",
+                    l.physical_id,
+                    t.get(crate::config::STACK_TAG),
+                    t.get(crate::config::ID_TAG)
+                ),
+            ));
+        }
+        Ok(live)
+    }
+
+    /// Plan: what deploy would do. Writes nothing.
+    pub async fn plan(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        let live = self.read(r, cx).await?;
+        let desired = r.desired(cx).await?;
+        self.set_attrs(cx.id(), live.as_ref().map(|l| l.attrs.clone()));
+        Ok(match live {
+            None => Action::Create,
+            Some(l) => self.classify(r, diff(&desired, &l.props)),
+        })
+    }
+
+    fn classify(&self, r: &dyn Resource, changes: Vec<Change>) -> Action {
+        if changes.is_empty() {
+            Action::None
+        } else if changes.iter().any(|c| r.immutable().contains(&c.key.as_str())) {
+            Action::Replace { changes }
+        } else {
+            Action::Update { changes }
+        }
+    }
+
+    pub async fn deploy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        self.deploy_inner(r, cx).await.map_err(|e| self.fail(cx, e))
+    }
+
+    async fn deploy_inner(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        let desired = r.desired(cx).await?;
+        let live = self.read(r, cx).await?;
+        let (action, live) = match live {
+            None => (Action::Create, self.create(r, cx, &desired).await?),
+            Some(l) => match self.classify(r, diff(&desired, &l.props)) {
+                Action::None => (Action::None, l),
+                Action::Update { changes } => {
+                    self.record(cx, &l, l.props.clone(), NodeStatus::Updating)?;
+                    let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
+                    self.call(cx, || r.update(cx, &l, &desired, &keys)).await?;
+                    self.wait(cx, r.wait_policy(), "update", || r.ready(cx, &l)).await?;
+                    (Action::Update { changes }, l)
+                }
+                Action::Replace { changes } => {
+                    let keys: Vec<&str> = changes
+                        .iter()
+                        .filter(|c| r.immutable().contains(&c.key.as_str()))
+                        .map(|c| c.key.as_str())
+                        .collect();
+                    if !self.allow_replace {
+                        return Err(NodeError::fatal(
+                            "plan",
+                            "ReplaceRequired",
+                            format!(
+                                "immutable properties differ ({}); rerun with --allow-replace to delete and recreate",
+                                keys.join(", ")
+                            ),
+                        ));
+                    }
+                    self.delete_and_wait(r, cx, &l).await?;
+                    (Action::Replace { changes }, self.create(r, cx, &desired).await?)
+                }
+                other => unreachable!("classify returned {other:?}"),
+            },
+        };
+        self.record(cx, &live, desired, NodeStatus::Ready)?;
+        self.set_attrs(cx.id(), Some(live.attrs.clone()));
+        Ok(action)
+    }
+
+    async fn create(&self, r: &dyn Resource, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError> {
+        self.progress.set_status(cx.id(), "creating");
+        let live = self.call(cx, || r.create(cx, desired)).await?;
+        self.record(cx, &live, desired.clone(), NodeStatus::Creating)?;
+        self.wait(cx, r.wait_policy(), "creation", || r.ready(cx, &live))
+            .await?;
+        Ok(live)
+    }
+
+    async fn delete_and_wait(&self, r: &dyn Resource, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        self.record(
+            cx,
+            live,
+            cx.prior.as_ref().map(|p| p.props.clone()).unwrap_or_default(),
+            NodeStatus::Deleting,
+        )?;
+        self.progress.set_status(cx.id(), "deleting");
+        self.call(cx, || r.delete(cx, live)).await?;
+        if r.waits_for_deletion() {
+            self.wait(cx, r.wait_policy(), "deletion", || r.gone(cx)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn destroy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        let res = async {
+            let live = self.call(cx, || r.read(cx)).await?;
+            let action = match live {
+                None => Action::None,
+                Some(l) if l.owned_by(&cx.inputs.env, cx.id()) == Some(false) => {
+                    return Ok(Action::Skip {
+                        reason: format!("{} is not tagged tap:stack={}", l.physical_id, cx.inputs.env),
+                    });
+                }
+                Some(l) => {
+                    self.delete_and_wait(r, cx, &l).await?;
+                    Action::Delete
+                }
+            };
+            self.store.remove(cx.id())?;
+            self.set_attrs(cx.id(), None);
+            Ok(action)
+        }
+        .await;
+        res.map_err(|e| self.fail(cx, e))
+    }
+}
+
+fn tracing_line(cx: &NodeCx, msg: &str) {
+    if std::env::var_os("TAP_QUIET").is_none() {
+        eprintln!("  {}: {msg}", cx.id());
+    }
+}

@@ -1,0 +1,309 @@
+//! What the engine asks of a resource kind, in terms free of AWS types.
+
+use crate::config::{ID_TAG, Inputs, STACK_TAG};
+use crate::engine::graph::Node;
+use crate::engine::policy::WaitPolicy;
+use crate::engine::state::NodeState;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Properties by name. Values are JSON so that they diff, print and persist alike.
+pub type Props = BTreeMap<String, Value>;
+
+/// Shown for a value that only exists once a dependency has been created (plan).
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+/// The live object as the API returns it.
+#[derive(Clone, Debug, Default)]
+pub struct Live {
+    pub physical_id: String,
+    pub arn: Option<String>,
+    /// Only what the API returns: a property missing here is unobservable, never drift.
+    pub props: Props,
+    /// Values dependents and outputs read (`id`, `arn`, `name`, ...).
+    pub attrs: BTreeMap<String, String>,
+    /// The object's tags, for kinds that take tags.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl Live {
+    pub fn new(physical_id: impl Into<String>) -> Live {
+        Live {
+            physical_id: physical_id.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn arn(mut self, arn: impl Into<String>) -> Live {
+        let arn = arn.into();
+        self.attrs.insert("arn".into(), arn.clone());
+        self.arn = Some(arn);
+        self
+    }
+
+    pub fn attr(mut self, k: &str, v: impl Into<String>) -> Live {
+        self.attrs.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn prop(mut self, k: &str, v: impl Into<Value>) -> Live {
+        self.props.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn tags(mut self, tags: BTreeMap<String, String>) -> Live {
+        self.props
+            .insert("tags".into(), serde_json::to_value(&tags).expect("tags serialize"));
+        self.tags = Some(tags);
+        self
+    }
+
+    /// `Some(true)` when tagged for `env`, `Some(false)` when tagged for another stack or for
+    /// another logical id, `None` when it carries no ownership tags (or takes none).
+    pub fn owned_by(&self, env: &str, id: &str) -> Option<bool> {
+        let t = self.tags.as_ref()?;
+        match (t.get(STACK_TAG), t.get(ID_TAG)) {
+            (None, None) => None,
+            (s, i) => Some(s.map(String::as_str) == Some(env) && i.is_none_or(|i| i == id)),
+        }
+    }
+}
+
+/// Whether an object has reached the state its dependents need.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Readiness {
+    Ready,
+    /// Still transitioning; the string is the current status, shown in progress lines.
+    Pending(String),
+    Failed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Validation, access denied, conflicts: retrying will not help.
+    Fatal,
+    /// Throttling, 5xx, network.
+    Transient,
+    /// IAM eventual consistency: a just-created role or profile is not usable yet.
+    Propagation,
+}
+
+/// An error of one node: the operation, the AWS error code and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeError {
+    pub op: String,
+    pub code: String,
+    pub message: String,
+    pub class: ErrorClass,
+}
+
+impl NodeError {
+    pub fn fatal(op: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> NodeError {
+        NodeError {
+            op: op.into(),
+            code: code.into(),
+            message: message.into(),
+            class: ErrorClass::Fatal,
+        }
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}: {}", self.op, self.code, self.message)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// What a node sees while it runs: its inputs, its own prior state, its dependencies' values.
+#[derive(Clone, Debug)]
+pub struct NodeCx {
+    pub node: Node,
+    pub inputs: Inputs,
+    pub region: String,
+    /// This node's entry in the state file, if any.
+    pub prior: Option<NodeState>,
+    /// Dependencies' attrs by logical id (from this run, or the state file).
+    pub deps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Plan mode: a dependency value that does not exist yet reads as [`KNOWN_AFTER_APPLY`].
+    pub planning: bool,
+}
+
+impl NodeCx {
+    pub fn id(&self) -> &str {
+        &self.node.id
+    }
+
+    /// The physical id recorded in state by an earlier run.
+    pub fn known_id(&self) -> Option<&str> {
+        self.prior.as_ref().and_then(|p| p.physical_id.as_deref())
+    }
+
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        self.inputs.tags(&self.node.id)
+    }
+
+    /// Attribute `key` of dependency `dep`.
+    pub fn attr(&self, dep: &str, key: &str) -> Result<String, NodeError> {
+        match self.deps.get(dep).and_then(|a| a.get(key)) {
+            Some(v) => Ok(v.clone()),
+            None if self.planning => Ok(KNOWN_AFTER_APPLY.into()),
+            None => Err(NodeError::fatal(
+                "resolve",
+                "MissingDependency",
+                format!("{dep} has no value {key:?} (was it deployed?)"),
+            )),
+        }
+    }
+}
+
+/// One property that differs: live `old`, desired `new`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Change {
+    pub key: String,
+    pub old: Value,
+    pub new: Value,
+}
+
+/// Desired against live. A key the live side lacks is unobservable and never a change; tags
+/// compare only the keys tap sets (tags added by others are left alone).
+pub fn diff(desired: &Props, live: &Props) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (k, want) in desired {
+        let Some(have) = live.get(k) else { continue };
+        let have = if k == "tags" {
+            let want_keys: BTreeSet<&String> = want.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+            match have.as_object() {
+                Some(o) => Value::Object(
+                    o.iter()
+                        .filter(|(k, _)| want_keys.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                None => have.clone(),
+            }
+        } else {
+            have.clone()
+        };
+        if &have != want {
+            out.push(Change {
+                key: k.clone(),
+                old: have,
+                new: want.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// A resource kind: read, create, update, delete one object. One implementation per kind.
+#[async_trait::async_trait]
+pub trait Resource: Send + Sync {
+    /// The desired properties, from inputs and dependencies.
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError>;
+
+    /// Properties that cannot change in place: a difference means replacement.
+    fn immutable(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Finds the live object: by the physical id in state, then by SPEC name or tags.
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError>;
+
+    /// Creates it, with its tags in the create call where the API allows.
+    async fn create(&self, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError>;
+
+    /// Makes the properties in `changed` match `desired`.
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        desired: &Props,
+        changed: &BTreeSet<String>,
+    ) -> Result<(), NodeError>;
+
+    /// Deletes it; an object already gone is success.
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError>;
+
+    /// Whether the object is in the state dependents need (polled after create and update).
+    async fn ready(&self, _cx: &NodeCx, _live: &Live) -> Result<Readiness, NodeError> {
+        Ok(Readiness::Ready)
+    }
+
+    /// After delete: whether it is gone (polled). Default: `read` finds nothing.
+    async fn gone(&self, cx: &NodeCx) -> Result<Readiness, NodeError> {
+        Ok(match self.read(cx).await? {
+            None => Readiness::Ready,
+            Some(_) => Readiness::Pending("deleting".into()),
+        })
+    }
+
+    /// Whether `delete` must be followed by polling `gone` (objects that linger while deleting).
+    fn waits_for_deletion(&self) -> bool {
+        false
+    }
+
+    /// How long to wait for `ready` / `gone` at most.
+    fn wait_policy(&self) -> WaitPolicy {
+        WaitPolicy::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn missing_live_keys_are_unobservable_and_extra_tags_ignored() {
+        let desired = Props::from([
+            ("a".into(), json!(1)),
+            ("b".into(), json!("x")),
+            ("tags".into(), json!({"k": "v"})),
+        ]);
+        let live = Props::from([("a".into(), json!(2)), ("tags".into(), json!({"k": "v", "other": "z"}))]);
+        let d = diff(&desired, &live);
+        assert_eq!(
+            d,
+            vec![Change {
+                key: "a".into(),
+                old: json!(2),
+                new: json!(1)
+            }]
+        );
+        let live = Props::from([("tags".into(), json!({"other": "z"}))]);
+        assert_eq!(diff(&desired, &live)[0].old, json!({}));
+    }
+
+    #[test]
+    fn ownership() {
+        let l = Live::new("x");
+        assert_eq!(l.owned_by("dev", "primary/a"), None);
+        let tags = |s: &str, i: &str| {
+            BTreeMap::from([
+                (STACK_TAG.to_string(), s.to_string()),
+                (ID_TAG.to_string(), i.to_string()),
+            ])
+        };
+        assert_eq!(
+            Live::new("x")
+                .tags(tags("dev", "primary/a"))
+                .owned_by("dev", "primary/a"),
+            Some(true)
+        );
+        assert_eq!(
+            Live::new("x")
+                .tags(tags("prod", "primary/a"))
+                .owned_by("dev", "primary/a"),
+            Some(false)
+        );
+        assert_eq!(
+            Live::new("x")
+                .tags(tags("dev", "primary/b"))
+                .owned_by("dev", "primary/a"),
+            Some(false)
+        );
+    }
+}

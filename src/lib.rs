@@ -1,0 +1,9 @@
+//! tap: converges the TAP multi-region stack straight through the AWS APIs.
+
+pub mod app;
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod resources;
+pub mod stack;

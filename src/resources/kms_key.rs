@@ -1,0 +1,292 @@
+//! `kms-key`: the region's symmetric key, its policy and rotation.
+
+use super::{names, policy, tag_map};
+use crate::aws::{Aws, SendExt};
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use aws_sdk_kms::types::{KeyState, Tag};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct KmsKey(pub Arc<Aws>);
+
+const SERVICE_ACTIONS: &[&str] = &[
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncrypt*",
+    "kms:GenerateDataKey*",
+    "kms:DescribeKey",
+];
+
+/// The key policy of SPEC's `kms-key` row.
+pub fn key_policy(account: &str, region: &str) -> Value {
+    let services: Vec<String> = ["ec2", "autoscaling", "rds", "s3", "sns", "lambda"]
+        .iter()
+        .map(|s| format!("{s}.amazonaws.com"))
+        .chain([format!("logs.{region}.amazonaws.com")])
+        .collect();
+    let mut slr_actions = SERVICE_ACTIONS.to_vec();
+    slr_actions.push("kms:CreateGrant");
+    policy::document(vec![
+        json!({"Sid": "EnableRootAccount", "Effect": "Allow",
+               "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+               "Action": "kms:*", "Resource": "*"}),
+        json!({"Sid": "AllowServices", "Effect": "Allow",
+               "Principal": {"Service": services},
+               "Action": SERVICE_ACTIONS, "Resource": "*"}),
+        json!({"Sid": "AllowCloudFrontDecrypt", "Effect": "Allow",
+               "Principal": {"Service": "cloudfront.amazonaws.com"},
+               "Action": "kms:Decrypt", "Resource": "*",
+               "Condition": {"StringEquals": {"aws:SourceAccount": account}}}),
+        json!({"Sid": "AllowAutoScalingServiceLinkedRole", "Effect": "Allow",
+               "Principal": {"AWS": format!("arn:aws:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling")},
+               "Action": slr_actions, "Resource": "*"}),
+    ])
+}
+
+impl KmsKey {
+    /// SPEC: the Auto Scaling service-linked role exists before a key policy names it (KMS
+    /// rejects a policy naming a principal that does not exist). Once per run; "already
+    /// exists" is success.
+    async fn ensure_autoscaling_slr(&self, region: &str) -> Result<(), NodeError> {
+        self.0
+            .once
+            .get_or_try_init(|| async {
+                let r = self
+                    .0
+                    .iam(region)
+                    .create_service_linked_role()
+                    .aws_service_name("autoscaling.amazonaws.com")
+                    .send()
+                    .await;
+                match r.op("CreateServiceLinkedRole") {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code == "InvalidInput" && e.message.contains("taken") => Ok(()),
+                    Err(e) if e.code == "EntityAlreadyExists" => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn describe(&self, region: &str, key_id: &str) -> Result<Option<Live>, NodeError> {
+        let kms = self.0.kms(region);
+        let Some(out) = kms
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .absent_on("DescribeKey", &["NotFoundException"])?
+        else {
+            return Ok(None);
+        };
+        let Some(md) = out.key_metadata else { return Ok(None) };
+        // A key pending deletion counts as gone (SPEC "Destroy").
+        if matches!(
+            md.key_state,
+            Some(KeyState::PendingDeletion) | Some(KeyState::PendingReplicaDeletion)
+        ) {
+            return Ok(None);
+        }
+        let id = md.key_id;
+        let rotation = kms
+            .get_key_rotation_status()
+            .key_id(&id)
+            .send()
+            .await
+            .op("GetKeyRotationStatus")?
+            .key_rotation_enabled;
+        let pol = kms
+            .get_key_policy()
+            .key_id(&id)
+            .policy_name("default")
+            .send()
+            .await
+            .op("GetKeyPolicy")?
+            .policy
+            .unwrap_or_default();
+        let tags = kms
+            .list_resource_tags()
+            .key_id(&id)
+            .send()
+            .await
+            .op("ListResourceTags")?
+            .tags
+            .unwrap_or_default();
+        let arn = md.arn.unwrap_or_default();
+        Ok(Some(
+            Live::new(&id)
+                .arn(arn)
+                .attr("id", &id)
+                .prop("description", md.description.unwrap_or_default())
+                .prop("rotation", rotation)
+                .prop("policy", policy::parse(&pol))
+                .tags(tag_map(tags.into_iter().map(|t| (t.tag_key, t.tag_value)))),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for KmsKey {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        let account = self.0.account_id(&cx.region).await?;
+        Ok(Props::from([
+            (
+                "description".into(),
+                json!(names::key_description(&cx.inputs, cx.node.side)),
+            ),
+            ("rotation".into(), json!(true)),
+            ("policy".into(), policy::normalize(&key_policy(&account, &cx.region))),
+            ("tags".into(), json!(cx.tags())),
+        ]))
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        if let Some(id) = cx.known_id()
+            && let Some(l) = self.describe(&cx.region, id).await?
+        {
+            return Ok(Some(l));
+        }
+        let kms = self.0.kms(&cx.region);
+        // By alias, then by ownership tags.
+        let alias = names::kms_alias(&cx.inputs, cx.node.side);
+        let aliases = kms
+            .list_aliases()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .op("ListAliases")?;
+        if let Some(target) = aliases
+            .iter()
+            .find(|a| a.alias_name.as_deref() == Some(alias.as_str()))
+            .and_then(|a| a.target_key_id.clone())
+            && let Some(l) = self.describe(&cx.region, &target).await?
+            && l.owned_by(&cx.inputs.env, cx.id()) != Some(false)
+        {
+            return Ok(Some(l));
+        }
+        let keys = kms
+            .list_keys()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .op("ListKeys")?;
+        for k in keys {
+            let Some(id) = k.key_id else { continue };
+            let tags = kms
+                .list_resource_tags()
+                .key_id(&id)
+                .send()
+                .await
+                .absent_on("ListResourceTags", &["NotFoundException", "AccessDeniedException"])?;
+            let owned = tags.and_then(|t| t.tags).is_some_and(|t| {
+                let m = tag_map(t.into_iter().map(|t| (t.tag_key, t.tag_value)));
+                m.get(crate::config::STACK_TAG) == Some(&cx.inputs.env)
+                    && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
+            });
+            if owned && let Some(l) = self.describe(&cx.region, &id).await? {
+                return Ok(Some(l));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        self.ensure_autoscaling_slr(&cx.region).await?;
+        let kms = self.0.kms(&cx.region);
+        let out = kms
+            .create_key()
+            .description(d["description"].as_str().unwrap_or_default())
+            .policy(d["policy"].to_string())
+            .set_tags(Some(kms_tags(cx)))
+            .send()
+            .await
+            .op("CreateKey")?;
+        let id = out.key_metadata.map(|m| m.key_id).unwrap_or_default();
+        kms.enable_key_rotation()
+            .key_id(&id)
+            .send()
+            .await
+            .op("EnableKeyRotation")?;
+        self.describe(&cx.region, &id).await?.ok_or_else(|| {
+            NodeError::fatal(
+                "DescribeKey",
+                "NotFoundException",
+                format!("key {id} vanished after CreateKey"),
+            )
+        })
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+        let kms = self.0.kms(&cx.region);
+        let id = &live.physical_id;
+        if changed.contains("policy") {
+            self.ensure_autoscaling_slr(&cx.region).await?;
+            kms.put_key_policy()
+                .key_id(id)
+                .policy_name("default")
+                .policy(d["policy"].to_string())
+                .send()
+                .await
+                .op("PutKeyPolicy")?;
+        }
+        if changed.contains("description") {
+            let desc = d["description"].as_str().unwrap_or_default();
+            kms.update_key_description()
+                .key_id(id)
+                .description(desc)
+                .send()
+                .await
+                .op("UpdateKeyDescription")?;
+        }
+        if changed.contains("rotation") {
+            kms.enable_key_rotation()
+                .key_id(id)
+                .send()
+                .await
+                .op("EnableKeyRotation")?;
+        }
+        if changed.contains("tags") {
+            kms.tag_resource()
+                .key_id(id)
+                .set_tags(Some(kms_tags(cx)))
+                .send()
+                .await
+                .op("TagResource")?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        // moto: ScheduleKeyDeletion with a key ARN is a 500; the key id works on AWS and moto.
+        self.0
+            .kms(&cx.region)
+            .schedule_key_deletion()
+            .key_id(&live.physical_id)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .ok_on(
+                "ScheduleKeyDeletion",
+                &["NotFoundException", "KMSInvalidStateException"],
+            )
+    }
+}
+
+fn kms_tags(cx: &NodeCx) -> Vec<Tag> {
+    cx.tags()
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .expect("tag has key and value")
+        })
+        .collect()
+}

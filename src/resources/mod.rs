@@ -1,0 +1,25 @@
+//! Resource kinds, one file each. Each holds the AWS handle; the engine sees only `Resource`.
+
+pub mod iam_role;
+pub mod kms_alias;
+pub mod kms_key;
+pub mod names;
+pub mod policy;
+pub mod s3_bucket;
+pub mod s3_bucket_policy;
+pub mod s3_replication;
+
+use std::collections::BTreeMap;
+
+/// Tags as a map, from (key, value) pairs of any SDK's tag type.
+pub fn tag_map<I, K, V>(pairs: I) -> BTreeMap<String, String>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<Option<String>>,
+    V: Into<Option<String>>,
+{
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.into()?, v.into().unwrap_or_default())))
+        .collect()
+}

@@ -1,0 +1,373 @@
+//! `s3-bucket` (the region's data bucket) and `cf-log-bucket` (CloudFront standard logs).
+
+use super::{names, tag_map};
+use crate::aws::{Aws, SendExt, compat};
+use crate::config::Side;
+use crate::engine::graph::node_id;
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
+};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `tap-bucket-{r}-{env}`: versioned, SSE-KMS with the region key, owner enforced.
+    Data,
+    /// `tap-cf-logs-{env}`: unversioned, SSE-S3, ACLs allowed (CloudFront logging needs them).
+    CloudFrontLogs,
+}
+
+pub struct S3Bucket(pub Arc<Aws>, pub Variant);
+
+pub fn cf_log_bucket(env: &str) -> String {
+    format!("tap-cf-logs-{env}")
+}
+
+impl S3Bucket {
+    fn name(&self, cx: &NodeCx) -> String {
+        match self.1 {
+            Variant::Data => names::bucket(&cx.inputs, cx.node.side),
+            Variant::CloudFrontLogs => cf_log_bucket(&cx.inputs.env),
+        }
+    }
+
+    async fn describe(&self, cx: &NodeCx, name: &str) -> Result<Option<Live>, NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        if s3
+            .head_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .absent_on("HeadBucket", &["NotFound", "NoSuchBucket"])?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let versioning =
+            match compat::versioning_status(s3.get_bucket_versioning().bucket(name).send().await)?.as_deref() {
+                Some("Enabled") => "Enabled",
+                _ => "Disabled",
+            };
+        let mut live = Live::new(name)
+            .arn(format!("arn:aws:s3:::{name}"))
+            .attr("name", name)
+            .attr("regional_domain_name", format!("{name}.s3.{}.amazonaws.com", cx.region))
+            .prop("versioning", versioning);
+        let enc = s3.get_bucket_encryption().bucket(name).send().await.absent_on(
+            "GetBucketEncryption",
+            &["ServerSideEncryptionConfigurationNotFoundError"],
+        )?;
+        let rule = enc
+            .and_then(|e| e.server_side_encryption_configuration)
+            .and_then(|c| c.rules.into_iter().next());
+        let by_default = rule
+            .as_ref()
+            .and_then(|r| r.apply_server_side_encryption_by_default.clone());
+        live = live
+            .prop(
+                "sse_algorithm",
+                by_default
+                    .as_ref()
+                    .map(|d| d.sse_algorithm.as_str().to_string())
+                    .unwrap_or_else(|| "none".into()),
+            )
+            .prop(
+                "bucket_key",
+                rule.as_ref().and_then(|r| r.bucket_key_enabled).unwrap_or(false),
+            );
+        if let Some(k) = by_default.and_then(|d| d.kms_master_key_id) {
+            live = live.prop("sse_kms_key", k);
+        }
+        let pab = s3
+            .get_public_access_block()
+            .bucket(name)
+            .send()
+            .await
+            .absent_on("GetPublicAccessBlock", &["NoSuchPublicAccessBlockConfiguration"])?
+            .and_then(|o| o.public_access_block_configuration);
+        let b = |f: fn(&PublicAccessBlockConfiguration) -> Option<bool>| pab.as_ref().and_then(f).unwrap_or(false);
+        live = live.prop(
+            "public_access_block",
+            json!({
+                "block_public_acls": b(|p| p.block_public_acls),
+                "ignore_public_acls": b(|p| p.ignore_public_acls),
+                "block_public_policy": b(|p| p.block_public_policy),
+                "restrict_public_buckets": b(|p| p.restrict_public_buckets),
+            }),
+        );
+        let ownership = s3
+            .get_bucket_ownership_controls()
+            .bucket(name)
+            .send()
+            .await
+            .absent_on("GetBucketOwnershipControls", &["OwnershipControlsNotFoundError"])?
+            .and_then(|o| o.ownership_controls)
+            .and_then(|c| c.rules.into_iter().next())
+            .map(|r| r.object_ownership.as_str().to_string())
+            .unwrap_or_else(|| "ObjectWriter".into());
+        live = live.prop("object_ownership", ownership);
+        let tags = s3
+            .get_bucket_tagging()
+            .bucket(name)
+            .send()
+            .await
+            .absent_on("GetBucketTagging", &["NoSuchTagSet", "NoSuchTagSetError"])?;
+        let tags = tag_map(
+            tags.map(|t| t.tag_set)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value)),
+        );
+        Ok(Some(live.tags(tags)))
+    }
+
+    async fn empty(&self, cx: &NodeCx, name: &str) -> Result<(), NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let Some(page) = s3
+                .list_object_versions()
+                .bucket(name)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .absent_on("ListObjectVersions", &["NoSuchBucket"])?
+            else {
+                return Ok(());
+            };
+            let ids: Vec<ObjectIdentifier> = page
+                .versions()
+                .iter()
+                .map(|v| (v.key.clone(), v.version_id.clone()))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key.clone(), m.version_id.clone())),
+                )
+                .filter_map(|(k, v)| ObjectIdentifier::builder().set_key(k).set_version_id(v).build().ok())
+                .collect();
+            for chunk in ids.chunks(1000) {
+                let del = Delete::builder()
+                    .set_objects(Some(chunk.to_vec()))
+                    .quiet(true)
+                    .build()
+                    .expect("objects set");
+                let out = s3
+                    .delete_objects()
+                    .bucket(name)
+                    .delete(del)
+                    .send()
+                    .await
+                    .op("DeleteObjects")?;
+                if let Some(e) = out.errors().first() {
+                    return Err(NodeError::fatal(
+                        "DeleteObjects",
+                        e.code().unwrap_or("Unknown"),
+                        format!("{}: {}", e.key().unwrap_or_default(), e.message().unwrap_or_default()),
+                    ));
+                }
+            }
+            if page.is_truncated != Some(true) {
+                return Ok(());
+            }
+            key_marker = page.next_key_marker;
+            version_marker = page.next_version_id_marker;
+        }
+    }
+
+    async fn put_tags(
+        &self,
+        cx: &NodeCx,
+        name: &str,
+        extra: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), NodeError> {
+        // PutBucketTagging replaces the whole set: keep tags others added.
+        let mut all = extra.cloned().unwrap_or_default();
+        all.extend(cx.tags());
+        let set = all
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value"))
+            .collect();
+        let tagging = Tagging::builder().set_tag_set(Some(set)).build().expect("tag set");
+        self.0
+            .s3(&cx.region)
+            .put_bucket_tagging()
+            .bucket(name)
+            .tagging(tagging)
+            .send()
+            .await
+            .op("PutBucketTagging")
+            .map(|_| ())
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for S3Bucket {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        let mut p = Props::from([
+            (
+                "public_access_block".into(),
+                json!({"block_public_acls": true, "ignore_public_acls": true, "block_public_policy": true, "restrict_public_buckets": true}),
+            ),
+            ("tags".into(), json!(cx.tags())),
+        ]);
+        match self.1 {
+            Variant::Data => {
+                let key = cx.attr(&node_id(cx.node.side, "kms-key"), "arn")?;
+                p.insert("versioning".into(), json!("Enabled"));
+                p.insert("sse_algorithm".into(), json!("aws:kms"));
+                p.insert("sse_kms_key".into(), json!(key));
+                p.insert("bucket_key".into(), json!(true));
+                p.insert("object_ownership".into(), json!("BucketOwnerEnforced"));
+            }
+            Variant::CloudFrontLogs => {
+                p.insert("versioning".into(), json!("Disabled"));
+                p.insert("sse_algorithm".into(), json!("AES256"));
+                p.insert("object_ownership".into(), json!("BucketOwnerPreferred"));
+            }
+        }
+        Ok(p)
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        self.describe(cx, &self.name(cx)).await
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        let name = self.name(cx);
+        let mut req = self
+            .0
+            .s3(&cx.region)
+            .create_bucket()
+            .bucket(&name)
+            .object_ownership(ObjectOwnership::from(str_of(&d["object_ownership"])));
+        if cx.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(cx.region.as_str()))
+                    .build(),
+            );
+        }
+        req.send().await.ok_on("CreateBucket", &["BucketAlreadyOwnedByYou"])?;
+        self.put_tags(cx, &name, None).await?;
+        let keys: BTreeSet<String> = d
+            .keys()
+            .filter(|k| *k != "tags" && *k != "object_ownership")
+            .cloned()
+            .collect();
+        let live = Live::new(&name);
+        self.update(cx, &live, d, &keys).await?;
+        self.describe(cx, &name)
+            .await?
+            .ok_or_else(|| NodeError::fatal("HeadBucket", "NotFound", format!("{name} missing after CreateBucket")))
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        let name = &live.physical_id;
+        if changed.contains("versioning") {
+            let status = if d["versioning"] == "Enabled" {
+                BucketVersioningStatus::Enabled
+            } else {
+                BucketVersioningStatus::Suspended
+            };
+            let conf = VersioningConfiguration::builder().status(status).build();
+            s3.put_bucket_versioning()
+                .bucket(name)
+                .versioning_configuration(conf)
+                .send()
+                .await
+                .op("PutBucketVersioning")?;
+        }
+        if ["sse_algorithm", "sse_kms_key", "bucket_key"]
+            .iter()
+            .any(|k| changed.contains(*k))
+        {
+            let by_default = ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::from(str_of(&d["sse_algorithm"])))
+                .set_kms_master_key_id(d.get("sse_kms_key").and_then(Value::as_str).map(str::to_string))
+                .build()
+                .expect("algorithm set");
+            let rule = ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(by_default)
+                .set_bucket_key_enabled(d.get("bucket_key").and_then(Value::as_bool))
+                .build();
+            let conf = ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .expect("rules set");
+            s3.put_bucket_encryption()
+                .bucket(name)
+                .server_side_encryption_configuration(conf)
+                .send()
+                .await
+                .op("PutBucketEncryption")?;
+        }
+        if changed.contains("public_access_block") {
+            let p = &d["public_access_block"];
+            let conf = PublicAccessBlockConfiguration::builder()
+                .block_public_acls(p["block_public_acls"] == true)
+                .ignore_public_acls(p["ignore_public_acls"] == true)
+                .block_public_policy(p["block_public_policy"] == true)
+                .restrict_public_buckets(p["restrict_public_buckets"] == true)
+                .build();
+            s3.put_public_access_block()
+                .bucket(name)
+                .public_access_block_configuration(conf)
+                .send()
+                .await
+                .op("PutPublicAccessBlock")?;
+        }
+        if changed.contains("object_ownership") {
+            let rule = OwnershipControlsRule::builder()
+                .object_ownership(ObjectOwnership::from(str_of(&d["object_ownership"])))
+                .build()
+                .expect("ownership");
+            let conf = OwnershipControls::builder().rules(rule).build().expect("rules");
+            s3.put_bucket_ownership_controls()
+                .bucket(name)
+                .ownership_controls(conf)
+                .send()
+                .await
+                .op("PutBucketOwnershipControls")?;
+        }
+        if changed.contains("tags") {
+            self.put_tags(cx, name, live.tags.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        let name = &live.physical_id;
+        // SPEC: the policy goes first (its TLS deny would refuse the object deletes on some
+        // endpoints; moto applies it to every object call), then every version, then the bucket.
+        s3.delete_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .ok_on("DeleteBucketPolicy", &["NoSuchBucket", "NoSuchBucketPolicy"])?;
+        self.empty(cx, name).await?;
+        s3.delete_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .ok_on("DeleteBucket", &["NoSuchBucket"])
+    }
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+/// The side of a data bucket node (both data buckets are named from the inputs).
+pub fn data_bucket_node(side: Side) -> String {
+    node_id(side, "s3-bucket")
+}

@@ -1,0 +1,94 @@
+//! `s3-bucket-policy`: TLS-only access, and reads by the CloudFront distribution (OAC).
+
+use super::{names, policy};
+use crate::aws::{Aws, SendExt};
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct S3BucketPolicy(pub Arc<Aws>);
+
+/// The bucket policy of SPEC; `distribution_arn` adds the CloudFront read grant.
+pub fn bucket_policy(bucket_arn: &str, distribution_arn: Option<&str>) -> Value {
+    let mut statements = vec![json!({
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, format!("{bucket_arn}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    })];
+    if let Some(dist) = distribution_arn {
+        statements.push(json!({
+            "Sid": "AllowCloudFrontRead",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudfront.amazonaws.com"},
+            "Action": "s3:GetObject",
+            "Resource": format!("{bucket_arn}/*"),
+            "Condition": {"StringEquals": {"AWS:SourceArn": dist}}
+        }));
+    }
+    policy::document(statements)
+}
+
+impl S3BucketPolicy {
+    /// The distribution ARN, when this stack has a `cloudfront` node this policy depends on.
+    fn distribution(&self, cx: &NodeCx) -> Result<Option<String>, NodeError> {
+        match cx.node.deps.iter().find(|d| d.ends_with("/cloudfront")) {
+            Some(cf) => cx.attr(cf, "arn").map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for S3BucketPolicy {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        let arn = names::bucket_arn(&cx.inputs, cx.node.side);
+        let dist = self.distribution(cx)?;
+        Ok(Props::from([(
+            "policy".into(),
+            policy::normalize(&bucket_policy(&arn, dist.as_deref())),
+        )]))
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let out = self.0.s3(&cx.region).get_bucket_policy().bucket(&bucket).send().await;
+        Ok(out
+            .absent_on("GetBucketPolicy", &["NoSuchBucketPolicy", "NoSuchBucket"])?
+            .map(|o| {
+                Live::new(&bucket)
+                    .attr("bucket", &bucket)
+                    .prop("policy", policy::parse(o.policy.as_deref().unwrap_or_default()))
+            }))
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let live = Live::new(&bucket).attr("bucket", &bucket);
+        self.update(cx, &live, d, &BTreeSet::new()).await?;
+        Ok(live.prop("policy", d["policy"].clone()))
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        s3.put_bucket_policy()
+            .bucket(&live.physical_id)
+            .policy(d["policy"].to_string())
+            .send()
+            .await
+            .op("PutBucketPolicy")
+            .map(|_| ())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        s3.delete_bucket_policy()
+            .bucket(&live.physical_id)
+            .send()
+            .await
+            .ok_on("DeleteBucketPolicy", &["NoSuchBucket", "NoSuchBucketPolicy"])
+    }
+}

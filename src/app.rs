@@ -276,3 +276,10 @@ fn failed(e: &NodeError) -> Outcome {
 pub fn graph() -> Graph {
     stack::graph().expect("the stack graph is valid")
 }
+
+impl NodeLine {
+    /// Whether the node completed with `action` (changes inside updates are not compared).
+    pub fn outcome_is(&self, action: &Action) -> bool {
+        matches!(&self.outcome, Outcome::Done(a) if std::mem::discriminant(a) == std::mem::discriminant(action))
+    }
+}

@@ -229,7 +229,7 @@ impl Resource for IamRole {
         let iam = self.0.iam(&cx.region);
         iam.create_role()
             .role_name(&s.name)
-            .assume_role_policy_document(d["trust"].to_string())
+            .assume_role_policy_document(policy::trust(s.service).to_string())
             .set_tags(Some(Self::iam_tags(cx)))
             .send()
             .await
@@ -246,14 +246,14 @@ impl Resource for IamRole {
         })
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
         let s = self.spec(cx).await?;
         let iam = self.0.iam(&cx.region);
         let name = &live.physical_id;
         if changed.contains("trust") {
             iam.update_assume_role_policy()
                 .role_name(name)
-                .policy_document(d["trust"].to_string())
+                .policy_document(policy::trust(s.service).to_string())
                 .send()
                 .await
                 .op("UpdateAssumeRolePolicy")?;
@@ -262,7 +262,7 @@ impl Resource for IamRole {
             iam.put_role_policy()
                 .role_name(name)
                 .policy_name(s.inline_name)
-                .policy_document(d["inline"].to_string())
+                .policy_document(s.inline.to_string())
                 .send()
                 .await
                 .op("PutRolePolicy")?;

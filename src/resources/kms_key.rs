@@ -202,7 +202,7 @@ impl Resource for KmsKey {
         let out = kms
             .create_key()
             .description(d["description"].as_str().unwrap_or_default())
-            .policy(d["policy"].to_string())
+            .policy(key_policy(&self.0.account_id(&cx.region).await?, &cx.region).to_string())
             .set_tags(Some(kms_tags(cx)))
             .send()
             .await
@@ -227,10 +227,11 @@ impl Resource for KmsKey {
         let id = &live.physical_id;
         if changed.contains("policy") {
             self.ensure_autoscaling_slr(&cx.region).await?;
+            let doc = key_policy(&self.0.account_id(&cx.region).await?, &cx.region);
             kms.put_key_policy()
                 .key_id(id)
                 .policy_name("default")
-                .policy(d["policy"].to_string())
+                .policy(doc.to_string())
                 .send()
                 .await
                 .op("PutKeyPolicy")?;

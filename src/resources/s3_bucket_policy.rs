@@ -33,6 +33,11 @@ pub fn bucket_policy(bucket_arn: &str, distribution_arn: Option<&str>) -> Value 
 }
 
 impl S3BucketPolicy {
+    fn authored(&self, cx: &NodeCx) -> Result<Value, NodeError> {
+        let arn = names::bucket_arn(&cx.inputs, cx.node.side);
+        Ok(bucket_policy(&arn, self.distribution(cx)?.as_deref()))
+    }
+
     /// The distribution ARN, when this stack has a `cloudfront` node this policy depends on.
     fn distribution(&self, cx: &NodeCx) -> Result<Option<String>, NodeError> {
         match cx.node.deps.iter().find(|d| d.ends_with("/cloudfront")) {
@@ -45,12 +50,7 @@ impl S3BucketPolicy {
 #[async_trait::async_trait]
 impl Resource for S3BucketPolicy {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let arn = names::bucket_arn(&cx.inputs, cx.node.side);
-        let dist = self.distribution(cx)?;
-        Ok(Props::from([(
-            "policy".into(),
-            policy::normalize(&bucket_policy(&arn, dist.as_deref())),
-        )]))
+        Ok(Props::from([("policy".into(), policy::normalize(&self.authored(cx)?))]))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -72,11 +72,11 @@ impl Resource for S3BucketPolicy {
         Ok(live.prop("policy", d["policy"].clone()))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
         let s3 = self.0.s3(&cx.region);
         s3.put_bucket_policy()
             .bucket(&live.physical_id)
-            .policy(d["policy"].to_string())
+            .policy(self.authored(cx)?.to_string())
             .send()
             .await
             .op("PutBucketPolicy")

@@ -1,0 +1,135 @@
+//! The binary: exit codes, input validation before any AWS call, the state lock.
+
+use crate::common;
+use std::process::{Command, Output};
+
+fn tap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tap"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("run tap")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Port 9 (discard) has no server: any AWS call would fail with a network error, not exit 2.
+const DEAD: &str = "http://127.0.0.1:9";
+
+#[test]
+fn invalid_input_is_rejected_with_exit_2_before_any_aws_call() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--env", "Bad_Env", "plan"], "invalid environment suffix"),
+        (&["--env", "dev-", "deploy"], "no trailing '-'"),
+        (&["--env", "abcdefghijklmnopq", "deploy"], "1-16 characters"),
+        (&["--primary-region", "eu-west-1", "deploy"], "must differ"),
+        (&["--secondary-region", "mars", "deploy"], "invalid secondary region"),
+        (&["--endpoint-url", "localhost:4566", "deploy"], "invalid endpoint URL"),
+        (&["deploy", "--bogus"], "unexpected argument"),
+    ];
+    for (args, msg) in cases {
+        let mut a = vec!["--endpoint-url", DEAD];
+        if args.contains(&"--endpoint-url") {
+            a.clear();
+        }
+        a.extend_from_slice(args);
+        let out = tap(&a);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(msg), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn destroy_without_terminal_needs_yes() {
+    let state = common::state_path("noyes");
+    let out = Command::new(env!("CARGO_BIN_EXE_tap"))
+        .args(["--endpoint-url", DEAD, "--state", state.to_str().unwrap(), "destroy"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+}
+
+#[test]
+fn second_run_on_a_locked_state_is_refused_naming_the_holder() {
+    let env = common::unique_env("lock");
+    let state = common::state_path(&env);
+    let _held = tap::engine::state::StateLock::acquire(&state).unwrap();
+    let out = tap(&[
+        "--env",
+        &env,
+        "--endpoint-url",
+        DEAD,
+        "--state",
+        state.to_str().unwrap(),
+        "deploy",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("locked by another tap run"), "{err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
+
+#[test]
+fn corrupt_state_is_an_error_naming_the_file_and_is_not_overwritten() {
+    let env = common::unique_env("bad");
+    let state = common::state_path(&env);
+    std::fs::write(&state, "{ truncated").unwrap();
+    let out = tap(&[
+        "--env",
+        &env,
+        "--endpoint-url",
+        DEAD,
+        "--state",
+        state.to_str().unwrap(),
+        "deploy",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(state.to_str().unwrap()), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ truncated");
+}
+
+#[test]
+fn deploy_status_and_destroy_through_the_binary() {
+    let env = common::unique_env("bin");
+    let state = common::state_path(&env);
+    let ep = common::endpoint();
+    let base = [
+        "--env",
+        env.as_str(),
+        "--endpoint-url",
+        ep.as_str(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        tap(&a)
+    };
+    let out = run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "no changes after deploy: {}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let status = run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("us-east-1 BucketName = tap-bucket-useast1-{env}")),
+        "{text}"
+    );
+    assert!(text.contains("primary/kms-key") && text.contains("ready"), "{text}");
+    let out = run(&["destroy", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "everything to create again");
+}

@@ -1,0 +1,120 @@
+//! End to end on the first slice: deploy, check SPEC, redeploy without mutation, destroy.
+
+use crate::common::{self, mutating, raw, run};
+use crate::verify;
+use tap::app::Command;
+use tap::config::Side;
+use tap::engine::reconcile::Action;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_check_redeploy_destroy() {
+    let env = common::unique_env("e2e");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let aws = raw().await;
+
+    let first = run(Command::Deploy, &o).await;
+    assert!(
+        first.nodes.iter().all(|n| n.outcome_is(&Action::Create)),
+        "{:#?}",
+        first.nodes
+    );
+
+    let pk = verify::kms_key(&aws, &i, Side::Primary).await;
+    let sk = verify::kms_key(&aws, &i, Side::Secondary).await;
+    verify::bucket(&aws, &i, Side::Primary, &pk).await;
+    verify::bucket(&aws, &i, Side::Secondary, &sk).await;
+    verify::replication(&aws, &i, &pk, &sk).await;
+    assert_eq!(
+        first.outputs["us-east-1"]["BucketName"],
+        format!("tap-bucket-useast1-{env}")
+    );
+    assert_eq!(
+        first.outputs["eu-west-1"]["BucketName"],
+        format!("tap-bucket-euwest1-{env}")
+    );
+
+    let second = run(Command::Deploy, &o).await;
+    assert_eq!(
+        mutating(&second),
+        Vec::<String>::new(),
+        "a second deploy makes no mutating call"
+    );
+    assert!(second.nodes.iter().all(|n| n.outcome_is(&Action::None)));
+
+    // Several versions and a delete marker in each bucket. moto applies the bucket policy's
+    // aws:SecureTransport deny to every object call over plain http, so the test lifts the
+    // policy while it writes (on AWS over TLS the policy allows these calls).
+    for side in Side::BOTH {
+        let s3 = aws.s3(i.region(side));
+        let bucket = format!("tap-bucket-{}-{env}", i.r(side));
+        s3.delete_bucket_policy().bucket(&bucket).send().await.unwrap();
+        for v in 0..3 {
+            for key in ["a.txt", "dir/b.txt"] {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .body(format!("v{v}").into_bytes().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        s3.delete_object().bucket(&bucket).key("a.txt").send().await.unwrap();
+        let versions = s3.list_object_versions().bucket(&bucket).send().await.unwrap();
+        assert_eq!(versions.versions().len(), 6);
+        assert_eq!(versions.delete_markers().len(), 1);
+    }
+
+    let destroyed = run(Command::Destroy, &o).await;
+    for n in &destroyed.nodes {
+        // The test itself removed the bucket policies above: already gone counts as deleted.
+        let want = if n.kind == "s3-bucket-policy" {
+            Action::None
+        } else {
+            Action::Delete
+        };
+        assert!(n.outcome_is(&want), "{n:?}");
+    }
+    verify::slice_gone(&aws, &i).await;
+
+    let again = run(Command::Destroy, &o).await;
+    assert!(
+        again.nodes.iter().all(|n| n.outcome_is(&Action::None)),
+        "a second destroy finds nothing"
+    );
+}
+
+/// Losing the state file between two deploys adopts everything: no create, no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_state_file_yields_no_duplicate() {
+    let env = common::unique_env("lost");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let aws = raw().await;
+    run(Command::Deploy, &o).await;
+    let before = tap::engine::state::State::load(&o.state_path).unwrap();
+    std::fs::remove_file(&o.state_path).unwrap();
+
+    let second = run(Command::Deploy, &o).await;
+    assert_eq!(second.counts()["create"], 0, "{:#?}", second.nodes);
+    for side in Side::BOTH {
+        assert_eq!(
+            verify::owned_keys(&aws, &i, side).await,
+            1,
+            "one key in {}",
+            i.region(side)
+        );
+    }
+    let after = tap::engine::state::State::load(&o.state_path).unwrap();
+    for (id, n) in &before.nodes {
+        let m = &after.nodes[id];
+        assert_eq!(
+            (&n.physical_id, &n.arn, &n.attrs),
+            (&m.physical_id, &m.arn, &m.attrs),
+            "{id} adopted as it was"
+        );
+    }
+    run(Command::Destroy, &o).await;
+    verify::slice_gone(&aws, &i).await;
+}

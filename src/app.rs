@@ -36,6 +36,8 @@ pub struct Options {
     pub progress_every: Duration,
     /// Print a line per node as it finishes.
     pub echo: bool,
+    /// Per-kind maximum waits.
+    pub waits: stack::Waits,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             wait_scale: 1.0,
             progress_every: Duration::from_secs(15),
             echo: true,
+            waits: stack::Waits::default(),
         }
     }
 }
@@ -198,8 +201,10 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
             opts.inputs.clone(),
             opts.echo,
         );
+        let waits = Arc::new(opts.waits.clone());
         move |id: String| {
             let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), inputs.clone());
+            let waits = waits.clone();
             async move {
                 let node = graph.get(&id).expect("scheduled node exists").clone();
                 let cx = NodeCx {
@@ -210,7 +215,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
                     node,
                     inputs,
                 };
-                let r = stack::resource(cx.node.kind, &aws);
+                let r = stack::resource(cx.node.kind, &aws, &waits);
                 let t0 = tokio::time::Instant::now();
                 let res = match command {
                     Command::Plan => driver.plan(r.as_ref(), &cx).await,

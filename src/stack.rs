@@ -3,13 +3,20 @@
 use crate::aws::Aws;
 use crate::config::Side::{self, Primary, Secondary};
 use crate::engine::graph::{Graph, GraphError, node_id};
+use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::Resource;
 use crate::resources::iam_role::{IamRole, RoleKind};
+use crate::resources::internet_gateway::InternetGateway;
 use crate::resources::kms_alias::KmsAlias;
 use crate::resources::kms_key::KmsKey;
+use crate::resources::nat::{NatEip, NatGateway};
+use crate::resources::route_table::{self, RouteTable};
 use crate::resources::s3_bucket::{S3Bucket, Variant};
 use crate::resources::s3_bucket_policy::S3BucketPolicy;
 use crate::resources::s3_replication::S3Replication;
+use crate::resources::security_group::SecurityGroup;
+use crate::resources::subnet::{self, Subnet};
+use crate::resources::vpc::Vpc;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -25,6 +32,9 @@ pub fn graph() -> Result<Graph, GraphError> {
         g.add(side, "kms-alias", std::slice::from_ref(&key))?;
         let bucket = g.add(side, "s3-bucket", &[key])?;
         g.add(side, "s3-bucket-policy", &[bucket])?;
+    }
+    for side in Side::BOTH {
+        network(&mut g, side)?;
     }
     let role = g.add(
         Primary,
@@ -50,10 +60,64 @@ pub fn graph() -> Result<Graph, GraphError> {
     Ok(g)
 }
 
+/// VPC, subnets, gateways, route tables and security groups of one region.
+fn network(g: &mut Graph, side: Side) -> Result<(), GraphError> {
+    let vpc = g.add(side, "vpc", &[])?;
+    for kind in subnet::KINDS {
+        g.add(side, kind, std::slice::from_ref(&vpc))?;
+    }
+    let igw = g.add(side, "internet-gateway", std::slice::from_ref(&vpc))?;
+    let eip = g.add(side, "nat-eip", &[])?;
+    let nat = g.add(side, "nat-gateway", &[igw.clone(), id(side, "subnet-public-a"), eip])?;
+    for kind in route_table::KINDS {
+        let (target, subnets) = route_table::layout(kind);
+        let mut deps: Vec<String> = subnets.iter().map(|s| id(side, s)).collect();
+        deps.push(vpc.clone());
+        match target {
+            Some(("internet-gateway", _)) => deps.push(igw.clone()),
+            Some(_) => deps.push(nat.clone()),
+            None => {}
+        }
+        g.add(side, kind, &deps)?;
+    }
+    let app = g.add(side, "sg-app", std::slice::from_ref(&vpc))?;
+    g.add(side, "sg-db", &[vpc, app])?;
+    Ok(())
+}
+
+/// How long each kind may take to become ready or gone (generous; `--max-wait` overrides).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waits(pub BTreeMap<String, WaitPolicy>);
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits(BTreeMap::from([
+            ("nat-gateway".to_string(), WaitPolicy::minutes(15)),
+            ("rds-primary".to_string(), WaitPolicy::minutes(60)),
+            ("rds-replica".to_string(), WaitPolicy::minutes(90)),
+            ("cloudfront".to_string(), WaitPolicy::minutes(45)),
+            ("asg".to_string(), WaitPolicy::minutes(20)),
+        ]))
+    }
+}
+
+impl Waits {
+    pub fn of(&self, kind: &str) -> WaitPolicy {
+        self.0.get(kind).copied().unwrap_or_default()
+    }
+}
+
 /// The implementation of a node's kind.
-pub fn resource(kind: &str, aws: &Arc<Aws>) -> Arc<dyn Resource> {
+pub fn resource(kind: &str, aws: &Arc<Aws>, waits: &Waits) -> Arc<dyn Resource> {
     let a = aws.clone();
     match kind {
+        "vpc" => Arc::new(Vpc(a)),
+        k if k.starts_with("subnet-") => Arc::new(Subnet(a)),
+        "internet-gateway" => Arc::new(InternetGateway(a)),
+        "nat-eip" => Arc::new(NatEip(a)),
+        "nat-gateway" => Arc::new(NatGateway(a, waits.of(kind))),
+        k if k.starts_with("route-table-") => Arc::new(RouteTable(a)),
+        "sg-app" | "sg-db" => Arc::new(SecurityGroup(a)),
         "kms-key" => Arc::new(KmsKey(a)),
         "kms-alias" => Arc::new(KmsAlias(a)),
         "s3-bucket" => Arc::new(S3Bucket(a, Variant::Data)),

@@ -288,7 +288,7 @@ impl Driver {
         self.progress.set_status(cx.id(), "deleting");
         self.call(cx, || r.delete(cx, live)).await?;
         if r.waits_for_deletion() {
-            self.wait(cx, r.wait_policy(), "deletion", || r.gone(cx)).await?;
+            self.wait(cx, r.wait_policy(), "deletion", || r.gone(cx, live)).await?;
         }
         Ok(())
     }

@@ -232,8 +232,8 @@ pub trait Resource: Send + Sync {
         Ok(Readiness::Ready)
     }
 
-    /// After delete: whether it is gone (polled). Default: `read` finds nothing.
-    async fn gone(&self, cx: &NodeCx) -> Result<Readiness, NodeError> {
+    /// After delete: whether `live` is gone (polled). Default: `read` finds nothing.
+    async fn gone(&self, cx: &NodeCx, _live: &Live) -> Result<Readiness, NodeError> {
         Ok(match self.read(cx).await? {
             None => Readiness::Ready,
             Some(_) => Readiness::Pending("deleting".into()),

@@ -1,13 +1,20 @@
 //! Resource kinds, one file each. Each holds the AWS handle; the engine sees only `Resource`.
 
+pub mod ec2;
 pub mod iam_role;
+pub mod internet_gateway;
 pub mod kms_alias;
 pub mod kms_key;
 pub mod names;
+pub mod nat;
 pub mod policy;
+pub mod route_table;
 pub mod s3_bucket;
 pub mod s3_bucket_policy;
 pub mod s3_replication;
+pub mod security_group;
+pub mod subnet;
+pub mod vpc;
 
 use std::collections::BTreeMap;
 

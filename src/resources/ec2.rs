@@ -1,0 +1,133 @@
+//! Shared by the EC2 kinds: tag specifications, ownership filters, tag maps, retagging.
+
+use super::tag_map;
+use crate::aws::{Aws, SendExt};
+use crate::engine::resource::{NodeCx, NodeError};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use std::collections::BTreeMap;
+
+pub fn tags(cx: &NodeCx) -> Vec<Tag> {
+    let mut t: Vec<Tag> = cx
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    if let Some(name) = name_tag(cx) {
+        t.push(Tag::builder().key("Name").value(name).build());
+    }
+    t
+}
+
+/// The `Name` tag: SPEC's VPC name, else the env and logical id (what the console shows).
+pub fn name_tag(cx: &NodeCx) -> Option<String> {
+    match cx.node.kind {
+        "vpc" => Some(format!("tap-vpc-{}-{}", cx.inputs.r(cx.node.side), cx.inputs.env)),
+        _ => Some(format!("tap-{}-{}", cx.inputs.env, cx.id())),
+    }
+}
+
+/// The tags a node wants, as a map (with `Name`).
+pub fn desired_tags(cx: &NodeCx) -> serde_json::Value {
+    let m: BTreeMap<String, String> = tags(cx).into_iter().filter_map(|t| Some((t.key?, t.value?))).collect();
+    serde_json::json!(m)
+}
+
+pub fn tag_spec(cx: &NodeCx, rt: ResourceType) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(rt)
+        .set_tags(Some(tags(cx)))
+        .build()
+}
+
+/// Filters that find the object of this node by its ownership tags.
+pub fn owner_filters(cx: &NodeCx) -> Vec<Filter> {
+    vec![
+        Filter::builder()
+            .name(format!("tag:{}", crate::config::STACK_TAG))
+            .values(&cx.inputs.env)
+            .build(),
+        Filter::builder()
+            .name(format!("tag:{}", crate::config::ID_TAG))
+            .values(cx.id())
+            .build(),
+    ]
+}
+
+pub fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+pub fn tag_map_of(t: &[Tag]) -> BTreeMap<String, String> {
+    tag_map(t.iter().map(|t| (t.key.clone(), t.value.clone())))
+}
+
+/// Whether EC2 tags say this node owns the object (client-side check; moto ignores some tag
+/// filters, e.g. on DescribeNatGateways).
+pub fn owns(cx: &NodeCx, t: &[Tag]) -> bool {
+    let m = tag_map_of(t);
+    m.get(crate::config::STACK_TAG) == Some(&cx.inputs.env)
+        && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
+}
+
+pub async fn retag(aws: &Aws, cx: &NodeCx, resource_id: &str) -> Result<(), NodeError> {
+    aws.ec2(&cx.region)
+        .create_tags()
+        .resources(resource_id)
+        .set_tags(Some(tags(cx)))
+        .send()
+        .await
+        .op("CreateTags")
+        .map(|_| ())
+}
+
+/// The first two available AZs of the region, sorted by name.
+pub async fn first_two_azs(aws: &Aws, region: &str) -> Result<[String; 2], NodeError> {
+    let out = aws
+        .ec2(region)
+        .describe_availability_zones()
+        .filters(filter("state", "available"))
+        .send()
+        .await
+        .op("DescribeAvailabilityZones")?;
+    let mut zones: Vec<String> = out
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.zone_name.clone())
+        .collect();
+    zones.sort();
+    match zones.as_slice() {
+        [a, b, ..] => Ok([a.clone(), b.clone()]),
+        _ => Err(NodeError::fatal(
+            "DescribeAvailabilityZones",
+            "NotEnoughZones",
+            format!("{region} has fewer than two available AZs"),
+        )),
+    }
+}
+
+/// How to look an object up: by the id in state, or by ownership tags.
+pub enum Lookup {
+    Id(String),
+    Tags(Vec<Filter>),
+}
+
+/// Finds the node's object: by the id in state, then (id gone or not ours) by ownership tags.
+/// Candidates are checked client-side with [`owns`].
+pub async fn find<T, F, Fut>(cx: &NodeCx, tags_of: fn(&T) -> &[Tag], describe: F) -> Result<Option<T>, NodeError>
+where
+    F: Fn(Lookup) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, NodeError>>,
+{
+    if let Some(id) = cx.known_id()
+        && let Some(found) = describe(Lookup::Id(id.to_string()))
+            .await?
+            .into_iter()
+            .find(|o| owns(cx, tags_of(o)))
+    {
+        return Ok(Some(found));
+    }
+    Ok(describe(Lookup::Tags(owner_filters(cx)))
+        .await?
+        .into_iter()
+        .find(|o| owns(cx, tags_of(o))))
+}

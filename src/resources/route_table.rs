@@ -1,0 +1,252 @@
+//! `route-table-public`, `route-table-private-{a,b}`, `route-table-database-{a,b}`: the default
+//! route (internet gateway, NAT gateway, or none) and the subnet associations.
+
+use super::ec2::{self, Lookup};
+use crate::aws::{Aws, SendExt};
+use crate::engine::graph::node_id;
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use aws_sdk_ec2::types::{ResourceType, RouteTable as Rt};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub struct RouteTable(pub Arc<Aws>);
+
+pub const KINDS: [&str; 5] = [
+    "route-table-public",
+    "route-table-private-a",
+    "route-table-private-b",
+    "route-table-database-a",
+    "route-table-database-b",
+];
+
+/// (default-route target node and attr, associated subnet kinds) of a route table kind.
+pub fn layout(kind: &str) -> (Option<(&'static str, &'static str)>, &'static [&'static str]) {
+    match kind {
+        "route-table-public" => (
+            Some(("internet-gateway", "id")),
+            &["subnet-public-a", "subnet-public-b"],
+        ),
+        "route-table-private-a" => (Some(("nat-gateway", "id")), &["subnet-private-a"]),
+        "route-table-private-b" => (Some(("nat-gateway", "id")), &["subnet-private-b"]),
+        "route-table-database-a" => (None, &["subnet-database-a"]),
+        "route-table-database-b" => (None, &["subnet-database-b"]),
+        other => panic!("not a route table kind: {other}"),
+    }
+}
+
+const DEFAULT: &str = "0.0.0.0/0";
+
+fn to_live(t: Rt) -> Live {
+    let id = t.route_table_id.clone().unwrap_or_default();
+    let mut routes = Map::new();
+    for r in t.routes() {
+        // The VPC's local route is implicit and not ours.
+        if r.gateway_id.as_deref() == Some("local") {
+            continue;
+        }
+        let (Some(dest), Some(target)) = (
+            r.destination_cidr_block.clone(),
+            r.gateway_id.clone().or(r.nat_gateway_id.clone()),
+        ) else {
+            continue;
+        };
+        routes.insert(dest, json!(target));
+    }
+    let mut live = Live::new(&id)
+        .attr("id", &id)
+        .prop("vpc", t.vpc_id.clone().unwrap_or_default())
+        .prop("routes", Value::Object(routes));
+    let mut subnets = Vec::new();
+    for a in t.associations() {
+        if let (Some(s), Some(aid)) = (&a.subnet_id, &a.route_table_association_id) {
+            subnets.push(s.clone());
+            live = live.attr(&format!("association:{s}"), aid);
+        }
+    }
+    subnets.sort();
+    live.prop("subnets", json!(subnets)).tags(ec2::tag_map_of(t.tags()))
+}
+
+#[async_trait::async_trait]
+impl Resource for RouteTable {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        let side = cx.node.side;
+        let (target, subnet_kinds) = layout(cx.node.kind);
+        let mut routes = Map::new();
+        if let Some((kind, attr)) = target {
+            routes.insert(DEFAULT.into(), json!(cx.attr(&node_id(side, kind), attr)?));
+        }
+        let mut subnets = subnet_kinds
+            .iter()
+            .map(|k| cx.attr(&node_id(side, k), "id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        subnets.sort();
+        Ok(Props::from([
+            ("vpc".into(), json!(cx.attr(&node_id(side, "vpc"), "id")?)),
+            ("routes".into(), Value::Object(routes)),
+            ("subnets".into(), json!(subnets)),
+            ("tags".into(), ec2::desired_tags(cx)),
+        ]))
+    }
+
+    fn immutable(&self) -> &'static [&'static str] {
+        &["vpc"]
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let found = ec2::find(
+            cx,
+            |t: &Rt| t.tags(),
+            |l| {
+                let req = match l {
+                    Lookup::Id(id) => ec2.describe_route_tables().route_table_ids(id),
+                    Lookup::Tags(f) => ec2.describe_route_tables().set_filters(Some(f)),
+                };
+                async move {
+                    let out = req
+                        .send()
+                        .await
+                        .absent_on("DescribeRouteTables", &["InvalidRouteTableID.NotFound"])?;
+                    Ok(out.and_then(|o| o.route_tables).unwrap_or_default())
+                }
+            },
+        )
+        .await?;
+        Ok(found.map(to_live))
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let out = ec2
+            .create_route_table()
+            .vpc_id(d["vpc"].as_str().unwrap_or_default())
+            .tag_specifications(ec2::tag_spec(cx, ResourceType::RouteTable))
+            .send()
+            .await
+            .op("CreateRouteTable")?;
+        let live = to_live(
+            out.route_table
+                .ok_or_else(|| NodeError::fatal("CreateRouteTable", "EmptyResponse", "no table"))?,
+        );
+        self.update(cx, &live, d, &["routes", "subnets"].map(String::from).into())
+            .await?;
+        self.read_id(cx, &live.physical_id).await
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let id = &live.physical_id;
+        if changed.contains("routes") {
+            let have = object(live.props.get("routes"));
+            let want = object(d.get("routes"));
+            for (dest, target) in &want {
+                if have.get(dest) == Some(target) {
+                    continue;
+                }
+                if have.contains_key(dest) {
+                    ec2.delete_route()
+                        .route_table_id(id)
+                        .destination_cidr_block(dest)
+                        .send()
+                        .await
+                        .ok_on("DeleteRoute", &["InvalidRoute.NotFound"])?;
+                }
+                let mut req = ec2.create_route().route_table_id(id).destination_cidr_block(dest);
+                req = if target.starts_with("nat-") {
+                    req.nat_gateway_id(target)
+                } else {
+                    req.gateway_id(target)
+                };
+                req.send().await.op("CreateRoute")?;
+            }
+            for dest in have.keys().filter(|k| !want.contains_key(*k)) {
+                ec2.delete_route()
+                    .route_table_id(id)
+                    .destination_cidr_block(dest)
+                    .send()
+                    .await
+                    .ok_on("DeleteRoute", &["InvalidRoute.NotFound"])?;
+            }
+        }
+        if changed.contains("subnets") {
+            let have: BTreeSet<String> = strings(live.props.get("subnets"));
+            let want: BTreeSet<String> = strings(d.get("subnets"));
+            for s in want.difference(&have) {
+                ec2.associate_route_table()
+                    .route_table_id(id)
+                    .subnet_id(s)
+                    .send()
+                    .await
+                    .op("AssociateRouteTable")?;
+            }
+            for s in have.difference(&want) {
+                if let Some(aid) = live.attrs.get(&format!("association:{s}")) {
+                    ec2.disassociate_route_table()
+                        .association_id(aid)
+                        .send()
+                        .await
+                        .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])?;
+                }
+            }
+        }
+        if changed.contains("tags") {
+            ec2::retag(&self.0, cx, id).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        for (k, aid) in &live.attrs {
+            if k.starts_with("association:") {
+                ec2.disassociate_route_table()
+                    .association_id(aid)
+                    .send()
+                    .await
+                    .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])?;
+            }
+        }
+        ec2.delete_route_table()
+            .route_table_id(&live.physical_id)
+            .send()
+            .await
+            .ok_on("DeleteRouteTable", &["InvalidRouteTableID.NotFound"])
+    }
+}
+
+impl RouteTable {
+    async fn read_id(&self, cx: &NodeCx, id: &str) -> Result<Live, NodeError> {
+        let out = self
+            .0
+            .ec2(&cx.region)
+            .describe_route_tables()
+            .route_table_ids(id)
+            .send()
+            .await
+            .op("DescribeRouteTables")?;
+        out.route_tables
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(to_live)
+            .ok_or_else(|| NodeError::fatal("DescribeRouteTables", "NotFound", format!("{id} missing after create")))
+    }
+}
+
+fn object(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn strings(v: Option<&Value>) -> BTreeSet<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}

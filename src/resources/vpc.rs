@@ -1,0 +1,146 @@
+//! `vpc`: the region's VPC (CIDRs differ per region so they can be peered; defect 9).
+
+use super::ec2::{self, Lookup};
+use crate::aws::{Aws, SendExt};
+use crate::config::Side;
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct Vpc(pub Arc<Aws>);
+
+/// `10.0.0.0/16` in the primary, `10.1.0.0/16` in the secondary.
+pub fn second_octet(side: Side) -> u8 {
+    match side {
+        Side::Primary => 0,
+        Side::Secondary => 1,
+    }
+}
+
+impl Vpc {
+    async fn describe(&self, cx: &NodeCx, vpc: aws_sdk_ec2::types::Vpc) -> Result<Live, NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let id = vpc.vpc_id.clone().unwrap_or_default();
+        let attr = |a: VpcAttributeName| ec2.describe_vpc_attribute().vpc_id(&id).attribute(a).send();
+        let dns_support = attr(VpcAttributeName::EnableDnsSupport)
+            .await
+            .op("DescribeVpcAttribute")?
+            .enable_dns_support
+            .and_then(|v| v.value);
+        let dns_hostnames = attr(VpcAttributeName::EnableDnsHostnames)
+            .await
+            .op("DescribeVpcAttribute")?
+            .enable_dns_hostnames
+            .and_then(|v| v.value);
+        Ok(Live::new(&id)
+            .attr("id", &id)
+            .prop("cidr", vpc.cidr_block.clone().unwrap_or_default())
+            .prop("dns_support", dns_support.unwrap_or(false))
+            .prop("dns_hostnames", dns_hostnames.unwrap_or(false))
+            .tags(ec2::tag_map_of(vpc.tags())))
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for Vpc {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        Ok(Props::from([
+            (
+                "cidr".into(),
+                json!(format!("10.{}.0.0/16", second_octet(cx.node.side))),
+            ),
+            ("dns_support".into(), json!(true)),
+            ("dns_hostnames".into(), json!(true)),
+            ("tags".into(), ec2::desired_tags(cx)),
+        ]))
+    }
+
+    fn immutable(&self) -> &'static [&'static str] {
+        &["cidr"]
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let found = ec2::find(
+            cx,
+            |v: &aws_sdk_ec2::types::Vpc| v.tags(),
+            |l| {
+                let req = match l {
+                    Lookup::Id(id) => ec2.describe_vpcs().vpc_ids(id),
+                    Lookup::Tags(f) => ec2.describe_vpcs().set_filters(Some(f)),
+                };
+                async move {
+                    Ok(req
+                        .send()
+                        .await
+                        .absent_on("DescribeVpcs", &["InvalidVpcID.NotFound"])?
+                        .and_then(|o| o.vpcs)
+                        .unwrap_or_default())
+                }
+            },
+        )
+        .await?;
+        match found {
+            Some(v) => Ok(Some(self.describe(cx, v).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let out = ec2
+            .create_vpc()
+            .cidr_block(d["cidr"].as_str().unwrap_or_default())
+            .tag_specifications(ec2::tag_spec(cx, ResourceType::Vpc))
+            .send()
+            .await
+            .op("CreateVpc")?;
+        let vpc = out
+            .vpc
+            .ok_or_else(|| NodeError::fatal("CreateVpc", "EmptyResponse", "no VPC returned"))?;
+        let live = Live::new(vpc.vpc_id.clone().unwrap_or_default())
+            .prop("dns_support", true)
+            .prop("dns_hostnames", false);
+        self.update(cx, &live, d, &["dns_support", "dns_hostnames"].map(String::from).into())
+            .await?;
+        self.describe(cx, vpc).await
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+        let ec2 = self.0.ec2(&cx.region);
+        let on = |k: &str| AttributeBooleanValue::builder().value(d[k] == true).build();
+        // One attribute per ModifyVpcAttribute call; support before hostnames.
+        if changed.contains("dns_support") {
+            ec2.modify_vpc_attribute()
+                .vpc_id(&live.physical_id)
+                .enable_dns_support(on("dns_support"))
+                .send()
+                .await
+                .op("ModifyVpcAttribute")?;
+        }
+        if changed.contains("dns_hostnames") {
+            ec2.modify_vpc_attribute()
+                .vpc_id(&live.physical_id)
+                .enable_dns_hostnames(on("dns_hostnames"))
+                .send()
+                .await
+                .op("ModifyVpcAttribute")?;
+        }
+        if changed.contains("tags") {
+            ec2::retag(&self.0, cx, &live.physical_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        self.0
+            .ec2(&cx.region)
+            .delete_vpc()
+            .vpc_id(&live.physical_id)
+            .send()
+            .await
+            .ok_on("DeleteVpc", &["InvalidVpcID.NotFound"])
+    }
+}

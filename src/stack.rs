@@ -5,16 +5,26 @@ use crate::config::Side::{self, Primary, Secondary};
 use crate::engine::graph::{Graph, GraphError, node_id};
 use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::Resource;
+use crate::resources::asg::Asg;
+use crate::resources::cf_oac::CfOriginAccessControl;
+use crate::resources::cloudfront::CloudFront;
+use crate::resources::db_subnet_group::DbSubnetGroup;
 use crate::resources::iam_role::{IamRole, RoleKind};
 use crate::resources::internet_gateway::InternetGateway;
 use crate::resources::kms_alias::KmsAlias;
 use crate::resources::kms_key::KmsKey;
+use crate::resources::lambda_function::LambdaFunction;
+use crate::resources::launch_template::LaunchTemplate;
+use crate::resources::log_group::LogGroup;
 use crate::resources::nat::{NatEip, NatGateway};
+use crate::resources::rds_instance::{RdsInstance, Role as DbRole};
 use crate::resources::route_table::{self, RouteTable};
 use crate::resources::s3_bucket::{S3Bucket, Variant};
 use crate::resources::s3_bucket_policy::S3BucketPolicy;
+use crate::resources::s3_notification::S3Notification;
 use crate::resources::s3_replication::S3Replication;
 use crate::resources::security_group::SecurityGroup;
+use crate::resources::sns_topic::SnsTopic;
 use crate::resources::subnet::{self, Subnet};
 use crate::resources::vpc::Vpc;
 use std::collections::BTreeMap;
@@ -30,34 +40,84 @@ pub fn graph() -> Result<Graph, GraphError> {
     for side in Side::BOTH {
         let key = g.add(side, "kms-key", &[])?;
         g.add(side, "kms-alias", std::slice::from_ref(&key))?;
-        let bucket = g.add(side, "s3-bucket", &[key])?;
-        g.add(side, "s3-bucket-policy", &[bucket])?;
-    }
-    for side in Side::BOTH {
+        g.add(side, "s3-bucket", std::slice::from_ref(&key))?;
         network(&mut g, side)?;
+        compute(&mut g, side)?;
     }
-    let role = g.add(
+    // Cross-region. Defect 1 of the reference: the destination bucket exists and is versioned
+    // before the replication rule names it.
+    let buckets_and_keys = [
+        id(Primary, "s3-bucket"),
+        id(Secondary, "s3-bucket"),
+        id(Primary, "kms-key"),
+        id(Secondary, "kms-key"),
+    ];
+    let role = g.add(Primary, "iam-replication-role", &buckets_and_keys)?;
+    let mut repl = buckets_and_keys.to_vec();
+    repl.push(role);
+    g.add(Primary, "s3-replication", &repl)?;
+
+    let primary_db = g.add(
         Primary,
-        "iam-replication-role",
+        "rds-primary",
         &[
-            id(Primary, "s3-bucket"),
-            id(Secondary, "s3-bucket"),
             id(Primary, "kms-key"),
-            id(Secondary, "kms-key"),
+            id(Primary, "db-subnet-group"),
+            id(Primary, "sg-db"),
         ],
     )?;
-    // Defect 1 of the reference: the destination bucket exists and is versioned first.
     g.add(
-        Primary,
-        "s3-replication",
+        Secondary,
+        "rds-replica",
         &[
-            role,
-            id(Primary, "s3-bucket"),
-            id(Secondary, "s3-bucket"),
             id(Secondary, "kms-key"),
+            id(Secondary, "db-subnet-group"),
+            id(Secondary, "sg-db"),
+            primary_db,
         ],
     )?;
+
+    let logs = g.add(Primary, "cf-log-bucket", &[])?;
+    let oac = g.add(Primary, "cf-origin-access-control", &[])?;
+    let cf = g.add(
+        Primary,
+        "cloudfront",
+        &[id(Primary, "s3-bucket"), id(Secondary, "s3-bucket"), oac, logs],
+    )?;
+    for side in Side::BOTH {
+        g.add(side, "s3-bucket-policy", &[id(side, "s3-bucket"), cf.clone()])?;
+    }
     Ok(g)
+}
+
+/// Database subnet group, instances' role and template, Auto Scaling, topic, function, events.
+fn compute(g: &mut Graph, side: Side) -> Result<(), GraphError> {
+    let key = id(side, "kms-key");
+    g.add(
+        side,
+        "db-subnet-group",
+        &[id(side, "subnet-database-a"), id(side, "subnet-database-b")],
+    )?;
+    let ec2_role = g.add(side, "iam-ec2-role", &[key.clone(), id(side, "s3-bucket")])?;
+    let lt = g.add(side, "launch-template", &[ec2_role, id(side, "sg-app"), key.clone()])?;
+    // After the private routes, so that instances have egress.
+    g.add(
+        side,
+        "asg",
+        &[
+            lt,
+            id(side, "subnet-private-a"),
+            id(side, "subnet-private-b"),
+            id(side, "route-table-private-a"),
+            id(side, "route-table-private-b"),
+        ],
+    )?;
+    let topic = g.add(side, "sns-topic", std::slice::from_ref(&key))?;
+    let log_group = g.add(side, "log-group", &[])?;
+    let lambda_role = g.add(side, "iam-lambda-role", &[key, topic.clone(), log_group.clone()])?;
+    let function = g.add(side, "lambda-function", &[log_group, lambda_role, topic])?;
+    g.add(side, "s3-notification", &[function, id(side, "s3-bucket")])?;
+    Ok(())
 }
 
 /// VPC, subnets, gateways, route tables and security groups of one region.
@@ -124,6 +184,19 @@ pub fn resource(kind: &str, aws: &Arc<Aws>, waits: &Waits) -> Arc<dyn Resource> 
         "cf-log-bucket" => Arc::new(S3Bucket(a, Variant::CloudFrontLogs)),
         "s3-bucket-policy" => Arc::new(S3BucketPolicy(a)),
         "iam-replication-role" => Arc::new(IamRole(a, RoleKind::Replication)),
+        "iam-ec2-role" => Arc::new(IamRole(a, RoleKind::Ec2)),
+        "iam-lambda-role" => Arc::new(IamRole(a, RoleKind::Lambda)),
+        "db-subnet-group" => Arc::new(DbSubnetGroup(a)),
+        "rds-primary" => Arc::new(RdsInstance(a, DbRole::Primary, waits.of(kind))),
+        "rds-replica" => Arc::new(RdsInstance(a, DbRole::Replica, waits.of(kind))),
+        "launch-template" => Arc::new(LaunchTemplate(a)),
+        "asg" => Arc::new(Asg(a, waits.of(kind))),
+        "sns-topic" => Arc::new(SnsTopic(a)),
+        "log-group" => Arc::new(LogGroup(a)),
+        "lambda-function" => Arc::new(LambdaFunction(a)),
+        "s3-notification" => Arc::new(S3Notification(a)),
+        "cf-origin-access-control" => Arc::new(CfOriginAccessControl(a)),
+        "cloudfront" => Arc::new(CloudFront(a, waits.of(kind))),
         "s3-replication" => Arc::new(S3Replication(a)),
         other => panic!("no resource kind {other:?} (the graph and this table disagree)"),
     }

@@ -1,15 +1,34 @@
 //! Emulator compatibility that is inert on AWS.
 //!
-//! moto 5.2.5 answers S3 GetBucketVersioning with the root element `GetBucketVersioningResponse`
-//! where AWS (and the SDK's parser) use `VersioningConfiguration`, so the SDK rejects the
-//! response as an unhandled error. The raw body travels with the error: [`versioning_status`]
-//! reads the status from it. AWS never sends that root, so on AWS this path is never taken.
+//! moto 5.2.5 answers some S3 reads with a root element AWS never sends (and the SDK rejects as
+//! an unhandled error): GetBucketVersioning always (`GetBucketVersioningResponse`), and
+//! GetBucketNotificationConfiguration when the bucket has no notifications
+//! (`GetBucketNotificationResponse`). The raw body travels with the error; these functions read
+//! it. AWS never sends those roots, so on AWS these paths are never taken.
 
 use crate::aws::SendExt;
 use crate::engine::resource::NodeError;
+use aws_sdk_s3::operation::get_bucket_notification_configuration::{
+    GetBucketNotificationConfigurationError, GetBucketNotificationConfigurationOutput,
+};
 use aws_sdk_s3::operation::get_bucket_versioning::{GetBucketVersioningError, GetBucketVersioningOutput};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// The raw body of a response the SDK rejected, when its root element is `root`.
+fn body_with_root<E>(e: &SdkError<E, HttpResponse>, root: &str) -> Option<String> {
+    let body = e.raw_response()?.body().bytes()?;
+    let text = String::from_utf8_lossy(body);
+    text.contains(&format!("<{root}")).then(|| text.into_owned())
+}
+
+fn fail<T, E>(op: &str, e: SdkError<E, HttpResponse>) -> Result<T, NodeError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    Err(Err::<(), _>(e).op(op).unwrap_err())
+}
 
 /// `Enabled`, `Suspended`, or `None` for a bucket never versioned.
 pub fn versioning_status(
@@ -17,16 +36,27 @@ pub fn versioning_status(
 ) -> Result<Option<String>, NodeError> {
     match r {
         Ok(o) => Ok(o.status.map(|s| s.as_str().to_string())),
-        Err(e) => {
-            let body = e
-                .raw_response()
-                .and_then(|r| r.body().bytes())
-                .map(|b| String::from_utf8_lossy(b).into_owned());
-            match body.as_deref().filter(|b| b.contains("<GetBucketVersioningResponse")) {
-                Some(b) => Ok(status_in(b)),
-                None => Err(Err::<(), _>(e).op("GetBucketVersioning").unwrap_err()),
-            }
-        }
+        Err(e) => match body_with_root(&e, "GetBucketVersioningResponse") {
+            Some(b) => Ok(status_in(&b)),
+            None => fail("GetBucketVersioning", e),
+        },
+    }
+}
+
+/// The notification configuration; `None` for moto's empty answer (no notifications).
+pub fn notification_configuration(
+    r: Result<
+        GetBucketNotificationConfigurationOutput,
+        SdkError<GetBucketNotificationConfigurationError, HttpResponse>,
+    >,
+) -> Result<Option<GetBucketNotificationConfigurationOutput>, NodeError> {
+    match r {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if body_with_root(&e, "GetBucketNotificationResponse").is_some() => Ok(None),
+        Err(e) => match Err::<(), _>(e).absent_on("GetBucketNotificationConfiguration", &["NoSuchBucket"]) {
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        },
     }
 }
 

@@ -34,7 +34,17 @@ const PROPAGATION: &[(&str, &str)] = &[
     ("AccessDenied", "assume"),
 ];
 
+/// Conflicts that clear by themselves: (error code, text in the message).
+const IN_PROGRESS: &[(&str, &str)] = &[
+    ("ResourceConflictException", "in progress"),
+    ("OperationAborted", "conflicting conditional operation"),
+    ("IncorrectState", "pending"),
+];
+
 pub fn classify(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
+    if IN_PROGRESS.iter().any(|(c, m)| *c == code && message.contains(m)) {
+        return ErrorClass::Transient;
+    }
     if PROPAGATION.iter().any(|(c, m)| *c == code && message.contains(m)) {
         ErrorClass::Propagation
     } else if THROTTLING.contains(&code) || status.is_some_and(|s| s >= 500) {

@@ -286,6 +286,10 @@ impl Driver {
             NodeStatus::Deleting,
         )?;
         self.progress.set_status(cx.id(), "deleting");
+        if self.call(cx, || r.prepare_delete(cx, live)).await? {
+            self.wait(cx, r.wait_policy(), "deletable state", || r.deletable(cx, live))
+                .await?;
+        }
         self.call(cx, || r.delete(cx, live)).await?;
         if r.waits_for_deletion() {
             self.wait(cx, r.wait_policy(), "deletion", || r.gone(cx, live)).await?;

@@ -240,6 +240,17 @@ pub trait Resource: Send + Sync {
         })
     }
 
+    /// Before `delete`: put the object in a deletable state (e.g. disable a distribution).
+    /// Returns whether `deletable` must then be polled.
+    async fn prepare_delete(&self, _cx: &NodeCx, _live: &Live) -> Result<bool, NodeError> {
+        Ok(false)
+    }
+
+    /// Polled after `prepare_delete` returned true, until the object may be deleted.
+    async fn deletable(&self, _cx: &NodeCx, _live: &Live) -> Result<Readiness, NodeError> {
+        Ok(Readiness::Ready)
+    }
+
     /// Whether `delete` must be followed by polling `gone` (objects that linger while deleting).
     fn waits_for_deletion(&self) -> bool {
         false

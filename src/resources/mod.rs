@@ -1,18 +1,29 @@
 //! Resource kinds, one file each. Each holds the AWS handle; the engine sees only `Resource`.
 
+pub mod asg;
+pub mod cf_oac;
+pub mod cloudfront;
+pub mod db_subnet_group;
 pub mod ec2;
 pub mod iam_role;
 pub mod internet_gateway;
 pub mod kms_alias;
 pub mod kms_key;
+pub mod lambda_function;
+pub mod launch_template;
+pub mod log_group;
 pub mod names;
 pub mod nat;
 pub mod policy;
+pub mod rds_instance;
+pub mod rds_tags;
 pub mod route_table;
 pub mod s3_bucket;
 pub mod s3_bucket_policy;
+pub mod s3_notification;
 pub mod s3_replication;
 pub mod security_group;
+pub mod sns_topic;
 pub mod subnet;
 pub mod vpc;
 

@@ -1,0 +1,114 @@
+//! `cf-origin-access-control`: OAC `tap-oac-{env}` (S3, sign always, SigV4; defect 6).
+//! OACs take no tags: found by their SPEC name.
+
+use crate::aws::{Aws, SendExt};
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use aws_sdk_cloudfront::types::{
+    OriginAccessControlConfig, OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
+    OriginAccessControlSigningProtocols,
+};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct CfOriginAccessControl(pub Arc<Aws>);
+
+pub fn oac_name(env: &str) -> String {
+    format!("tap-oac-{env}")
+}
+
+fn config(env: &str) -> OriginAccessControlConfig {
+    OriginAccessControlConfig::builder()
+        .name(oac_name(env))
+        .description(format!("TAP S3 origins ({env})"))
+        .origin_access_control_origin_type(OriginAccessControlOriginTypes::S3)
+        .signing_behavior(OriginAccessControlSigningBehaviors::Always)
+        .signing_protocol(OriginAccessControlSigningProtocols::Sigv4)
+        .build()
+        .expect("all fields set")
+}
+
+#[async_trait::async_trait]
+impl Resource for CfOriginAccessControl {
+    async fn desired(&self, _cx: &NodeCx) -> Result<Props, NodeError> {
+        Ok(Props::from([
+            ("origin_type".into(), json!("s3")),
+            ("signing_behavior".into(), json!("always")),
+            ("signing_protocol".into(), json!("sigv4")),
+        ]))
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let name = oac_name(&cx.inputs.env);
+        let out = self
+            .0
+            .cloudfront(&cx.region)
+            .list_origin_access_controls()
+            .send()
+            .await
+            .op("ListOriginAccessControls")?;
+        let items = out
+            .origin_access_control_list
+            .map(|l| l.items.unwrap_or_default())
+            .unwrap_or_default();
+        Ok(items.into_iter().find(|o| o.name == name).map(|o| {
+            Live::new(&o.id)
+                .attr("id", &o.id)
+                .attr("name", &name)
+                .prop("origin_type", o.origin_access_control_origin_type.as_str())
+                .prop("signing_behavior", o.signing_behavior.as_str())
+                .prop("signing_protocol", o.signing_protocol.as_str())
+        }))
+    }
+
+    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+        let cf = self.0.cloudfront(&cx.region);
+        let out = cf
+            .create_origin_access_control()
+            .origin_access_control_config(config(&cx.inputs.env))
+            .send()
+            .await
+            .op("CreateOriginAccessControl")?;
+        let id = out.origin_access_control.map(|o| o.id).unwrap_or_default();
+        Ok(Live::new(&id).attr("id", &id).attr("name", oac_name(&cx.inputs.env)))
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+        let cf = self.0.cloudfront(&cx.region);
+        let etag = cf
+            .get_origin_access_control()
+            .id(&live.physical_id)
+            .send()
+            .await
+            .op("GetOriginAccessControl")?
+            .e_tag;
+        cf.update_origin_access_control()
+            .id(&live.physical_id)
+            .set_if_match(etag)
+            .origin_access_control_config(config(&cx.inputs.env))
+            .send()
+            .await
+            .op("UpdateOriginAccessControl")
+            .map(|_| ())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        let cf = self.0.cloudfront(&cx.region);
+        const GONE: &[&str] = &["NoSuchOriginAccessControl"];
+        let Some(got) = cf
+            .get_origin_access_control()
+            .id(&live.physical_id)
+            .send()
+            .await
+            .absent_on("GetOriginAccessControl", GONE)?
+        else {
+            return Ok(());
+        };
+        cf.delete_origin_access_control()
+            .id(&live.physical_id)
+            .set_if_match(got.e_tag)
+            .send()
+            .await
+            .ok_on("DeleteOriginAccessControl", GONE)
+    }
+}

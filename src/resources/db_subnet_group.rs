@@ -1,0 +1,112 @@
+//! `db-subnet-group`: `tap-db-subnets-{env}` over the two database subnets.
+
+use super::rds_tags;
+use crate::aws::{Aws, SendExt};
+use crate::engine::graph::node_id;
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct DbSubnetGroup(pub Arc<Aws>);
+
+pub fn name(env: &str) -> String {
+    format!("tap-db-subnets-{env}")
+}
+
+impl DbSubnetGroup {
+    fn subnets(d: &Props) -> Vec<String> {
+        serde_json::from_value(d["subnets"].clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for DbSubnetGroup {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        let side = cx.node.side;
+        let mut subnets = vec![
+            cx.attr(&node_id(side, "subnet-database-a"), "id")?,
+            cx.attr(&node_id(side, "subnet-database-b"), "id")?,
+        ];
+        subnets.sort();
+        Ok(Props::from([
+            ("subnets".into(), json!(subnets)),
+            ("tags".into(), json!(cx.tags())),
+        ]))
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let n = name(&cx.inputs.env);
+        let out = self
+            .0
+            .rds(&cx.region)
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(&n)
+            .send()
+            .await;
+        let Some(g) = out
+            .absent_on("DescribeDBSubnetGroups", &["DBSubnetGroupNotFoundFault"])?
+            .and_then(|o| o.db_subnet_groups.and_then(|v| v.into_iter().next()))
+        else {
+            return Ok(None);
+        };
+        let arn = g.db_subnet_group_arn.clone().unwrap_or_default();
+        let mut subnets: Vec<String> = g.subnets().iter().filter_map(|s| s.subnet_identifier.clone()).collect();
+        subnets.sort();
+        let tags = rds_tags::list(&self.0, &cx.region, &arn).await?;
+        Ok(Some(
+            Live::new(&n)
+                .arn(arn)
+                .attr("name", &n)
+                .prop("subnets", json!(subnets))
+                .tags(tags),
+        ))
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        let n = name(&cx.inputs.env);
+        self.0
+            .rds(&cx.region)
+            .create_db_subnet_group()
+            .db_subnet_group_name(&n)
+            .db_subnet_group_description(format!("TAP database subnets ({})", cx.inputs.env))
+            .set_subnet_ids(Some(Self::subnets(d)))
+            .set_tags(Some(rds_tags::tags(cx)))
+            .send()
+            .await
+            .op("CreateDBSubnetGroup")?;
+        self.read(cx).await?.ok_or_else(|| {
+            NodeError::fatal(
+                "DescribeDBSubnetGroups",
+                "NotFound",
+                format!("{n} missing after create"),
+            )
+        })
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+        if changed.contains("subnets") {
+            self.0
+                .rds(&cx.region)
+                .modify_db_subnet_group()
+                .db_subnet_group_name(&live.physical_id)
+                .set_subnet_ids(Some(Self::subnets(d)))
+                .send()
+                .await
+                .op("ModifyDBSubnetGroup")?;
+        }
+        if changed.contains("tags") {
+            rds_tags::retag(&self.0, cx, live.arn.as_deref().unwrap_or_default()).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        let rds = self.0.rds(&cx.region);
+        rds.delete_db_subnet_group()
+            .db_subnet_group_name(&live.physical_id)
+            .send()
+            .await
+            .ok_on("DeleteDBSubnetGroup", &["DBSubnetGroupNotFoundFault"])
+    }
+}

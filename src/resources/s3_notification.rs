@@ -1,0 +1,151 @@
+//! `s3-notification`: the bucket's ObjectCreated and Replication events go to the function,
+//! after a Lambda permission for S3 scoped to the bucket and account (defect 4).
+
+use super::names;
+use crate::aws::{Aws, SendExt, compat};
+use crate::engine::graph::node_id;
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct S3Notification(pub Arc<Aws>);
+
+pub const EVENTS: [&str; 2] = ["s3:ObjectCreated:*", "s3:Replication:*"];
+pub const CONFIG_ID: &str = "tap-replication-monitor";
+pub const STATEMENT_ID: &str = "tap-s3-invoke";
+
+impl S3Notification {
+    /// Whether the function's policy has the S3 invoke statement for this bucket.
+    async fn permission(&self, cx: &NodeCx, function: &str) -> Result<bool, NodeError> {
+        let out = self
+            .0
+            .lambda(&cx.region)
+            .get_policy()
+            .function_name(function)
+            .send()
+            .await;
+        let Some(p) = out.absent_on("GetPolicy", &["ResourceNotFoundException"])? else {
+            return Ok(false);
+        };
+        let doc: serde_json::Value = serde_json::from_str(p.policy.as_deref().unwrap_or("{}")).unwrap_or_default();
+        let bucket = names::bucket_arn(&cx.inputs, cx.node.side);
+        Ok(doc["Statement"].as_array().is_some_and(|st| {
+            st.iter()
+                .any(|s| s["Sid"] == STATEMENT_ID && s.to_string().contains(&bucket))
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for S3Notification {
+    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+        Ok(Props::from([
+            (
+                "function".into(),
+                json!(cx.attr(&node_id(cx.node.side, "lambda-function"), "arn")?),
+            ),
+            ("events".into(), json!(EVENTS)),
+            ("permission".into(), json!(true)),
+        ]))
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let out = self
+            .0
+            .s3(&cx.region)
+            .get_bucket_notification_configuration()
+            .bucket(&bucket)
+            .send()
+            .await;
+        let Some(out) = compat::notification_configuration(out)? else {
+            return Ok(None);
+        };
+        let Some(conf) = out.lambda_function_configurations().first() else {
+            return Ok(None);
+        };
+        let mut events: Vec<String> = conf.events().iter().map(|e| e.as_str().to_string()).collect();
+        events.sort();
+        let function = conf.lambda_function_arn.clone();
+        let permission = self.permission(cx, &function).await?;
+        Ok(Some(
+            Live::new(&bucket)
+                .attr("bucket", &bucket)
+                .prop("function", function)
+                .prop("events", json!(events))
+                .prop("permission", permission),
+        ))
+    }
+
+    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let live = Live::new(&bucket).attr("bucket", &bucket).prop("permission", false);
+        self.update(cx, &live, d, &["permission", "function"].map(String::from).into())
+            .await?;
+        Ok(live)
+    }
+
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+        let function = d["function"].as_str().unwrap_or_default();
+        if changed.contains("permission") || changed.contains("function") {
+            let account = self.0.account_id(&cx.region).await?;
+            let l = self.0.lambda(&cx.region);
+            l.remove_permission()
+                .function_name(function)
+                .statement_id(STATEMENT_ID)
+                .send()
+                .await
+                .ok_on("RemovePermission", &["ResourceNotFoundException"])?;
+            l.add_permission()
+                .function_name(function)
+                .statement_id(STATEMENT_ID)
+                .action("lambda:InvokeFunction")
+                .principal("s3.amazonaws.com")
+                .source_arn(names::bucket_arn(&cx.inputs, cx.node.side))
+                .source_account(account)
+                .send()
+                .await
+                .op("AddPermission")?;
+        }
+        let conf = LambdaFunctionConfiguration::builder()
+            .id(CONFIG_ID)
+            .lambda_function_arn(function)
+            .set_events(Some(EVENTS.iter().map(|e| Event::from(*e)).collect()))
+            .build()
+            .expect("arn and events set");
+        let n = NotificationConfiguration::builder()
+            .lambda_function_configurations(conf)
+            .build();
+        self.0
+            .s3(&cx.region)
+            .put_bucket_notification_configuration()
+            .bucket(&live.physical_id)
+            .notification_configuration(n)
+            .send()
+            .await
+            .op("PutBucketNotificationConfiguration")
+            .map(|_| ())
+    }
+
+    async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        let s3 = self.0.s3(&cx.region);
+        s3.put_bucket_notification_configuration()
+            .bucket(&live.physical_id)
+            .notification_configuration(NotificationConfiguration::builder().build())
+            .send()
+            .await
+            .ok_on("PutBucketNotificationConfiguration", &["NoSuchBucket"])?;
+        if let Some(f) = live.props.get("function").and_then(|f| f.as_str()) {
+            let l = self.0.lambda(&cx.region);
+            l.remove_permission()
+                .function_name(f)
+                .statement_id(STATEMENT_ID)
+                .send()
+                .await
+                .ok_on("RemovePermission", &["ResourceNotFoundException"])?;
+        }
+        Ok(())
+    }
+}

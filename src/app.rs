@@ -183,6 +183,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         command == Command::Plan,
     ));
     let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
+    aws.check_credentials().await.map_err(AppError::Failed)?;
     let progress = Arc::new(Progress::default());
     let mut driver = Driver::new(store.clone(), opts.parallelism, progress.clone(), opts.allow_replace);
     driver.wait_scale = opts.wait_scale;

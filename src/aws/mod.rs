@@ -147,6 +147,8 @@ pub struct Aws {
     account: OnceCell<String>,
     /// One-time account-wide preparations (the Auto Scaling service-linked role).
     pub once: OnceCell<()>,
+    /// Behaviours of the endpoint that differ from AWS, learnt during this run.
+    quirks: Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 impl Aws {
@@ -175,6 +177,31 @@ impl Aws {
             clients: Clients::default(),
             account: OnceCell::new(),
             once: OnceCell::new(),
+            quirks: Mutex::default(),
+        }
+    }
+
+    pub fn note_quirk(&self, q: &'static str) {
+        self.quirks.lock().expect("quirks").insert(q);
+    }
+
+    pub fn has_quirk(&self, q: &str) -> bool {
+        self.quirks.lock().expect("quirks").contains(q)
+    }
+
+    /// Resolves credentials once, before any node runs: a missing or broken credential chain is
+    /// one clear error, not a failure per node.
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        let Some(p) = self.sdk.credentials_provider() else {
+            return Err("no AWS credentials provider is configured".into());
+        };
+        match tokio::time::timeout(Duration::from_secs(30), p.provide_credentials()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "no usable AWS credentials (environment, profile, SSO or instance role): {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )),
+            Err(_) => Err("timed out resolving AWS credentials".into()),
         }
     }
 

@@ -240,7 +240,9 @@ impl Driver {
                     let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
                     self.call(cx, || r.update(cx, &l, &desired, &keys)).await?;
                     self.wait(cx, r.wait_policy(), "update", || r.ready(cx, &l)).await?;
-                    (Action::Update { changes }, l)
+                    // Values dependents read may have changed with the update.
+                    let fresh = self.call(cx, || r.read(cx)).await?.unwrap_or(l);
+                    (Action::Update { changes }, fresh)
                 }
                 Action::Replace { changes } => {
                     let keys: Vec<&str> = changes

@@ -316,11 +316,7 @@ impl CloudFront {
             .attr("domain_name", &d.domain_name)
             .attr("status", &d.status)
             .tags(tags);
-        if cx
-            .prior
-            .as_ref()
-            .is_some_and(|p| p.attrs.contains_key(GROUP_TARGET_REFUSED))
-        {
+        if self.refuses_group_target(cx) {
             live = live.attr(GROUP_TARGET_REFUSED, "true");
         }
         Ok(Some(match &d.distribution_config {
@@ -329,8 +325,20 @@ impl CloudFront {
         }))
     }
 
-    fn refused_group_target(e: &NodeError, d: &Props) -> bool {
-        e.code == "NoSuchOrigin" && d["default_target"] == GROUP_ID
+    fn refused_group_target(&self, e: &NodeError, d: &Props) -> bool {
+        let refused = e.code == "NoSuchOrigin" && d["default_target"] == GROUP_ID;
+        if refused {
+            self.0.note_quirk(GROUP_TARGET_REFUSED);
+        }
+        refused
+    }
+
+    /// Known from an earlier run (state) or from this one.
+    fn refuses_group_target(&self, cx: &NodeCx) -> bool {
+        cx.prior
+            .as_ref()
+            .is_some_and(|p| p.attrs.contains_key(GROUP_TARGET_REFUSED))
+            || self.0.has_quirk(GROUP_TARGET_REFUSED)
     }
 }
 
@@ -338,10 +346,7 @@ impl CloudFront {
 impl Resource for CloudFront {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
         let oac = cx.attr(&node_id(Side::Primary, "cf-origin-access-control"), "id")?;
-        let refused = cx
-            .prior
-            .as_ref()
-            .is_some_and(|p| p.attrs.contains_key(GROUP_TARGET_REFUSED));
+        let refused = self.refuses_group_target(cx);
         let mut origins = vec![
             json!({"id": "primary", "domain": origin_domain(cx, Side::Primary)}),
             json!({"id": "secondary", "domain": origin_domain(cx, Side::Secondary)}),
@@ -395,7 +400,7 @@ impl Resource for CloudFront {
                 .send()
         };
         let (out, refused) = match send(d.clone()).await.op("CreateDistributionWithTags") {
-            Err(e) if Self::refused_group_target(&e, d) => {
+            Err(e) if self.refused_group_target(&e, d) => {
                 eprintln!(
                     "  {}: the endpoint refuses the origin group as default target; targeting the primary origin",
                     cx.id()
@@ -409,13 +414,9 @@ impl Resource for CloudFront {
         let dist = out
             .distribution
             .ok_or_else(|| NodeError::fatal("CreateDistributionWithTags", "EmptyResponse", "no distribution"))?;
-        let mut live = self
-            .describe(cx, &dist.id, &dist.arn)
-            .await?
-            .unwrap_or_else(|| Live::new(&dist.id).arn(&dist.arn).attr("id", &dist.id));
-        if refused {
-            live = live.attr(GROUP_TARGET_REFUSED, "true");
-        }
+        let live = self.describe(cx, &dist.id, &dist.arn).await?;
+        let live = live.unwrap_or_else(|| Live::new(&dist.id).arn(&dist.arn).attr("id", &dist.id));
+        debug_assert!(!refused || live.attrs.contains_key(GROUP_TARGET_REFUSED));
         Ok(live)
     }
 
@@ -442,7 +443,7 @@ impl Resource for CloudFront {
                     .send()
             };
             match send(d).await.op("UpdateDistribution") {
-                Err(e) if Self::refused_group_target(&e, d) => {
+                Err(e) if self.refused_group_target(&e, d) => {
                     let mut d2 = d.clone();
                     d2.insert("default_target".into(), json!("primary"));
                     send(&d2).await.op("UpdateDistribution")?;

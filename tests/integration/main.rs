@@ -2,5 +2,7 @@
 
 mod cli;
 mod common;
-mod slice;
+mod stack;
 mod verify;
+mod verify_edge;
+mod verify_stack;

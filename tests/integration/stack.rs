@@ -1,8 +1,11 @@
-//! End to end on the first slice: deploy, check SPEC, redeploy without mutation, destroy.
+//! End to end on the whole stack: deploy, check every SPEC row in both regions, redeploy
+//! without a mutating call, destroy, nothing left.
 
 use crate::common::{self, mutating, raw, run};
-use crate::verify;
+use crate::{verify, verify_edge, verify_stack};
 use tap::app::Command;
+use tap::aws::Aws;
+use tap::config::Inputs;
 use tap::config::Side;
 use tap::engine::reconcile::Action;
 
@@ -20,11 +23,7 @@ async fn deploy_check_redeploy_destroy() {
         first.nodes
     );
 
-    let pk = verify::kms_key(&aws, &i, Side::Primary).await;
-    let sk = verify::kms_key(&aws, &i, Side::Secondary).await;
-    verify::bucket(&aws, &i, Side::Primary, &pk).await;
-    verify::bucket(&aws, &i, Side::Secondary, &sk).await;
-    verify::replication(&aws, &i, &pk, &sk).await;
+    check_everything(&aws, &i).await;
     assert_eq!(
         first.outputs["us-east-1"]["BucketName"],
         format!("tap-bucket-useast1-{env}")
@@ -76,7 +75,7 @@ async fn deploy_check_redeploy_destroy() {
         };
         assert!(n.outcome_is(&want), "{n:?}");
     }
-    verify::slice_gone(&aws, &i).await;
+    verify_edge::nothing_left(&aws, &i).await;
 
     let again = run(Command::Destroy, &o).await;
     assert!(
@@ -116,5 +115,22 @@ async fn lost_state_file_yields_no_duplicate() {
         );
     }
     run(Command::Destroy, &o).await;
-    verify::slice_gone(&aws, &i).await;
+    verify_edge::nothing_left(&aws, &i).await;
+}
+
+/// Every row of SPEC's resource table, both regions.
+pub async fn check_everything(aws: &Aws, i: &Inputs) {
+    let pk = verify::kms_key(aws, i, Side::Primary).await;
+    let sk = verify::kms_key(aws, i, Side::Secondary).await;
+    verify::bucket(aws, i, Side::Primary, &pk).await;
+    verify::bucket(aws, i, Side::Secondary, &sk).await;
+    verify::replication(aws, i, &pk, &sk).await;
+    for (side, key) in [(Side::Primary, &pk), (Side::Secondary, &sk)] {
+        verify_stack::network(aws, i, side).await;
+        verify_stack::database(aws, i, side, key).await;
+        let topic = verify_edge::monitoring(aws, i, side, key).await;
+        verify_stack::roles(aws, i, side, key, &topic).await;
+        verify_edge::compute(aws, i, side, key).await;
+    }
+    verify_edge::cdn(aws, i).await;
 }

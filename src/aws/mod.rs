@@ -65,9 +65,12 @@ impl Intercept for Recorder {
         "TapCallRecorder"
     }
 
-    fn read_before_execution(
+    // Client-level read_before_execution runs before the operation's Metadata is in the bag;
+    // read_before_serialization runs once per operation, after it.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(md) = cfg.load::<Metadata>() {

@@ -88,3 +88,54 @@ pub fn mutating(r: &Report) -> Vec<String> {
         .map(|c| format!("{} {}.{}", c.region, c.service, c.operation))
         .collect()
 }
+
+/// The emulator in timing mode: `TAP_TEST_TIMING_ENDPOINT`, or one started on
+/// `TAP_TIMING_PORT` (default 4567) by `localstack/emulator.sh start --timing`.
+pub fn timing_endpoint() -> String {
+    static EP: OnceLock<String> = OnceLock::new();
+    EP.get_or_init(|| {
+        if let Ok(e) = std::env::var("TAP_TEST_TIMING_ENDPOINT") {
+            return e;
+        }
+        let port = std::env::var("TAP_TIMING_PORT").unwrap_or_else(|_| "4567".into());
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("localstack/emulator.sh");
+        let st = Command::new("bash")
+            .arg(&script)
+            .args(["start", "--timing"])
+            .env("TAP_EMULATOR_PORT", &port)
+            .status()
+            .expect("run localstack/emulator.sh");
+        assert!(st.success(), "localstack/emulator.sh start --timing failed");
+        format!("http://127.0.0.1:{port}")
+    })
+    .clone()
+}
+
+/// What the timing emulator saw: (seconds since epoch, service, action, id).
+pub fn timing_events() -> Vec<(f64, String, String, String)> {
+    let v: serde_json::Value = get_json(&format!("{}/_timing/events", timing_endpoint()));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (e["t"].as_f64().unwrap(), s("service"), s("action"), s("id"))
+        })
+        .collect()
+}
+
+pub fn timing_config() -> serde_json::Value {
+    get_json(&format!("{}/_timing/config", timing_endpoint()))
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,urllib.request;sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            url,
+        ])
+        .output()
+        .expect("python3");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{url}: {e}"))
+}

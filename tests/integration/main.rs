@@ -2,7 +2,9 @@
 
 mod cli;
 mod common;
+mod defects;
 mod stack;
+mod timing;
 mod verify;
 mod verify_edge;
 mod verify_stack;

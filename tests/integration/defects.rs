@@ -1,0 +1,202 @@
+//! One test per defect of the reference that SPEC lists (and tap fixes).
+
+use crate::common::{self, raw, run};
+use crate::{verify, verify_edge};
+use serde_json::json;
+use std::sync::Arc;
+use tap::app::{Command, Options, Report};
+use tap::aws::{Aws, Call};
+use tap::config::{Inputs, Side};
+
+struct Deployed {
+    o: Options,
+    i: Inputs,
+    aws: Arc<Aws>,
+    report: Report,
+}
+
+async fn deployed(prefix: &str) -> Deployed {
+    let env = common::unique_env(prefix);
+    let o = common::options(&env);
+    let report = run(Command::Deploy, &o).await;
+    Deployed {
+        i: verify::inputs(&env),
+        o,
+        aws: raw().await,
+        report,
+    }
+}
+
+impl Deployed {
+    async fn destroy(self) {
+        run(Command::Destroy, &self.o).await;
+        verify_edge::nothing_left(&self.aws, &self.i).await;
+    }
+
+    /// Position of the first call of `op` in `region`.
+    fn first(&self, region: &str, op: &str) -> usize {
+        let is = |c: &Call| c.region == region && c.operation == op;
+        self.report
+            .calls
+            .iter()
+            .position(is)
+            .unwrap_or_else(|| panic!("no {op} in {region}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_1_destination_bucket_exists_and_is_versioned_before_the_rule() {
+    let d = deployed("d1").await;
+    assert!(d.first("eu-west-1", "CreateBucket") < d.first("us-east-1", "PutBucketReplication"));
+    assert!(d.first("eu-west-1", "PutBucketVersioning") < d.first("us-east-1", "PutBucketReplication"));
+    let g = tap::app::graph();
+    assert!(
+        g.get("primary/s3-replication")
+            .unwrap()
+            .deps
+            .contains(&"secondary/s3-bucket".to_string())
+    );
+    let pk = verify::kms_key(&d.aws, &d.i, Side::Primary).await;
+    let sk = verify::kms_key(&d.aws, &d.i, Side::Secondary).await;
+    verify::replication(&d.aws, &d.i, &pk, &sk).await;
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_2_replica_is_sourced_by_the_primary_arn_with_a_destination_key() {
+    let d = deployed("d2").await;
+    let sk = verify::kms_key(&d.aws, &d.i, Side::Secondary).await;
+    let primary = crate::verify_stack::database(
+        &d.aws,
+        &d.i,
+        Side::Primary,
+        &verify::kms_key(&d.aws, &d.i, Side::Primary).await,
+    )
+    .await;
+    let replica = crate::verify_stack::database(&d.aws, &d.i, Side::Secondary, &sk).await;
+    assert_eq!(
+        replica.read_replica_source_db_instance_identifier, primary.db_instance_arn,
+        "sourced by ARN, not a placeholder"
+    );
+    assert_eq!(
+        replica.kms_key_id.as_deref(),
+        Some(sk.as_str()),
+        "encrypted with the secondary region's key"
+    );
+    assert!(d.first("us-east-1", "CreateDBInstance") < d.first("eu-west-1", "CreateDBInstanceReadReplica"));
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_3_sse_kms_objects_have_a_replica_key_and_encrypt_permission() {
+    let d = deployed("d3").await;
+    let pk = verify::kms_key(&d.aws, &d.i, Side::Primary).await;
+    let sk = verify::kms_key(&d.aws, &d.i, Side::Secondary).await;
+    // Replica key and kms:Encrypt on it are checked from the API; source selection of SSE-KMS
+    // objects is sent (see the request below) but moto never returns it.
+    verify::replication(&d.aws, &d.i, &pk, &sk).await;
+    let state = tap::engine::state::State::load(&d.o.state_path).unwrap();
+    assert_eq!(
+        state.nodes["primary/s3-replication"].props["sse_kms_encrypted_objects"],
+        json!("Enabled")
+    );
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_4_the_function_is_subscribed_to_bucket_events() {
+    let d = deployed("d4").await;
+    for side in Side::BOTH {
+        let key = verify::kms_key(&d.aws, &d.i, side).await;
+        verify_edge::monitoring(&d.aws, &d.i, side, &key).await;
+        let region = d.i.region(side);
+        assert!(
+            d.first(region, "AddPermission") < d.first(region, "PutBucketNotificationConfiguration"),
+            "permission first"
+        );
+    }
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_5_cloudfront_fails_over_through_an_origin_group() {
+    let d = deployed("d5").await;
+    verify_edge::cdn(&d.aws, &d.i).await;
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_6_origins_use_origin_access_control_not_an_identity() {
+    let d = deployed("d6").await;
+    // cdn() checks the OAC (S3, always, SigV4), origins without an identity, and the bucket
+    // policies' grant to the CloudFront service principal for this distribution's ARN.
+    verify_edge::cdn(&d.aws, &d.i).await;
+    assert!(
+        !d.report
+            .calls
+            .iter()
+            .any(|c| c.operation.contains("OriginAccessIdentity")),
+        "no identity created"
+    );
+    assert!(d.first("us-east-1", "CreateOriginAccessControl") < d.first("us-east-1", "CreateDistributionWithTags"));
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_7_log_group_exists_before_the_function_and_is_adopted() {
+    let env = common::unique_env("d7");
+    let i = verify::inputs(&env);
+    let aws = raw().await;
+    // As if Lambda had created it on a first invoke: no retention, no tags.
+    let group = format!("/aws/lambda/tap-replication-monitor-useast1-{env}");
+    aws.logs("us-east-1")
+        .create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    let o = common::options(&env);
+    let report = run(Command::Deploy, &o).await;
+    assert!(
+        report
+            .action("primary/log-group")
+            .is_some_and(|a| matches!(a, tap::engine::reconcile::Action::Update { .. })),
+        "adopted and updated"
+    );
+    let d = Deployed { o, i, aws, report };
+    assert!(d.first("eu-west-1", "CreateLogGroup") < d.first("eu-west-1", "CreateFunction"));
+    for side in Side::BOTH {
+        let key = verify::kms_key(&d.aws, &d.i, side).await;
+        verify_edge::monitoring(&d.aws, &d.i, side, &key).await;
+    }
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_8_key_policy_names_the_autoscaling_service_linked_role() {
+    let d = deployed("d8").await;
+    for side in Side::BOTH {
+        verify::kms_key(&d.aws, &d.i, side).await;
+    }
+    let slr = d
+        .aws
+        .iam("us-east-1")
+        .get_role()
+        .role_name("AWSServiceRoleForAutoScaling")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        slr.role.unwrap().path.contains("autoscaling.amazonaws.com"),
+        "the service-linked role exists"
+    );
+    d.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_9_vpc_cidrs_differ_between_regions() {
+    let d = deployed("d9").await;
+    crate::verify_stack::network(&d.aws, &d.i, Side::Primary).await;
+    crate::verify_stack::network(&d.aws, &d.i, Side::Secondary).await;
+    d.destroy().await;
+}

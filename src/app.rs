@@ -23,7 +23,7 @@ pub enum Command {
     Destroy,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     pub inputs: Inputs,
     pub state_path: PathBuf,
@@ -38,7 +38,11 @@ pub struct Options {
     pub echo: bool,
     /// Per-kind maximum waits.
     pub waits: stack::Waits,
+    /// Deploy: called with the plan before anything is changed.
+    pub show_plan: Option<PlanHook>,
 }
+
+pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
 
 impl Options {
     pub fn new(inputs: Inputs, state_path: PathBuf, connection: Connection) -> Options {
@@ -52,6 +56,7 @@ impl Options {
             progress_every: Duration::from_secs(15),
             echo: true,
             waits: stack::Waits::default(),
+            show_plan: None,
         }
     }
 }
@@ -95,6 +100,9 @@ pub struct NodeLine {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub command: Command,
+    /// Deploy: the plan shown before acting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<NodeLine>>,
     pub nodes: Vec<NodeLine>,
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(skip)]
@@ -116,29 +124,34 @@ impl Report {
         })
     }
 
-    /// `N to create, N to update, N to replace, N to delete, N unchanged`, by what happened.
+    /// Nodes by what happened to them.
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        let mut c = BTreeMap::from([
-            ("create", 0),
-            ("update", 0),
-            ("replace", 0),
-            ("delete", 0),
-            ("unchanged", 0),
-            ("failed", 0),
-        ]);
-        for n in &self.nodes {
-            let k = match &n.outcome {
-                Outcome::Done(Action::Create) => "create",
-                Outcome::Done(Action::Update { .. }) => "update",
-                Outcome::Done(Action::Replace { .. }) => "replace",
-                Outcome::Done(Action::Delete) => "delete",
-                Outcome::Done(Action::None | Action::Skip { .. }) => "unchanged",
-                _ => "failed",
-            };
-            *c.get_mut(k).expect("known key") += 1;
-        }
-        c
+        counts(&self.nodes)
     }
+}
+
+/// `create`, `update`, `replace`, `delete`, `unchanged`, `failed` → how many nodes.
+pub fn counts(nodes: &[NodeLine]) -> BTreeMap<&'static str, usize> {
+    let mut c = BTreeMap::from([
+        ("create", 0),
+        ("update", 0),
+        ("replace", 0),
+        ("delete", 0),
+        ("unchanged", 0),
+        ("failed", 0),
+    ]);
+    for n in nodes {
+        let k = match &n.outcome {
+            Outcome::Done(Action::Create) => "create",
+            Outcome::Done(Action::Update { .. }) => "update",
+            Outcome::Done(Action::Replace { .. }) => "replace",
+            Outcome::Done(Action::Delete) => "delete",
+            Outcome::Done(Action::None | Action::Skip { .. }) => "unchanged",
+            _ => "failed",
+        };
+        *c.get_mut(k).expect("known key") += 1;
+    }
+    c
 }
 
 fn region_of(inputs: &Inputs, side: Side) -> String {
@@ -177,15 +190,66 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     let mut state = State::load(&opts.state_path)?;
     check_state_inputs(&state, opts)?;
     state.inputs = Some(opts.inputs.clone());
+    let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
+    aws.check_credentials().await.map_err(AppError::Failed)?;
+
+    let mut plan = None;
+    if command == Command::Deploy {
+        // The same plan `tap plan` shows, before anything is touched.
+        let read_only = Arc::new(StateStore::new(opts.state_path.clone(), state.clone(), true));
+        let lines = pass(Command::Plan, &graph, read_only, &aws, opts).await;
+        if let Some(show) = &opts.show_plan {
+            show(&lines);
+        }
+        let replace: Vec<String> = lines
+            .iter()
+            .filter_map(|n| match &n.outcome {
+                Outcome::Done(Action::Replace { because, .. }) => Some(format!("{} ({})", n.id, because.join(", "))),
+                _ => None,
+            })
+            .collect();
+        if !replace.is_empty() && !opts.allow_replace {
+            return Err(AppError::Failed(format!(
+                "deploy would replace {} (immutable properties differ); nothing was changed. \
+                 Rerun with --allow-replace to delete and recreate.",
+                replace.join("; ")
+            )));
+        }
+        plan = Some(lines);
+    }
+
     let store = Arc::new(StateStore::new(
         opts.state_path.clone(),
         state,
         command == Command::Plan,
     ));
-    let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
-    aws.check_credentials().await.map_err(AppError::Failed)?;
+    let nodes = pass(command, &graph, store.clone(), &aws, opts).await;
+    let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
+    let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
+    if command != Command::Plan {
+        store
+            .set_outputs(outputs.clone())
+            .map_err(|e| AppError::Failed(e.to_string()))?;
+    }
+    Ok(Report {
+        command,
+        plan,
+        nodes,
+        outputs,
+        calls: aws.log.calls(),
+    })
+}
+
+/// One walk of the graph: every node planned, deployed or destroyed.
+async fn pass(
+    command: Command,
+    graph: &Arc<Graph>,
+    store: Arc<StateStore>,
+    aws: &Arc<Aws>,
+    opts: &Options,
+) -> Vec<NodeLine> {
     let progress = Arc::new(Progress::default());
-    let mut driver = Driver::new(store.clone(), opts.parallelism, progress.clone(), opts.allow_replace);
+    let mut driver = Driver::new(store, opts.parallelism, progress.clone(), opts.allow_replace);
     driver.wait_scale = opts.wait_scale;
     let driver = Arc::new(driver);
     let direction = if command == Command::Destroy {
@@ -193,19 +257,18 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     } else {
         Direction::Forward
     };
-
+    let echo = opts.echo && command != Command::Plan;
     let work = {
-        let (graph, driver, aws, inputs, echo) = (
-            graph.clone(),
-            driver.clone(),
-            aws.clone(),
-            opts.inputs.clone(),
-            opts.echo,
-        );
+        let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), opts.inputs.clone());
         let waits = Arc::new(opts.waits.clone());
         move |id: String| {
-            let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), inputs.clone());
-            let waits = waits.clone();
+            let (graph, driver, aws, inputs, waits) = (
+                graph.clone(),
+                driver.clone(),
+                aws.clone(),
+                inputs.clone(),
+                waits.clone(),
+            );
             async move {
                 let node = graph.get(&id).expect("scheduled node exists").clone();
                 let cx = NodeCx {
@@ -223,7 +286,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
                     Command::Deploy => driver.deploy(r.as_ref(), &cx).await,
                     Command::Destroy => driver.destroy(r.as_ref(), &cx).await,
                 };
-                if echo && command != Command::Plan {
+                if echo {
                     let secs = t0.elapsed().as_secs_f64();
                     match &res {
                         Ok(a) => eprintln!("  {id}: {} ({secs:.1}s)", a.verb(true)),
@@ -234,8 +297,13 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
             }
         }
     };
-    let reports = scheduler::run(&graph, direction, progress, opts.progress_every, work).await;
-
+    // Plan passes print no progress: they only read.
+    let every = if command == Command::Plan {
+        Duration::ZERO
+    } else {
+        opts.progress_every
+    };
+    let reports = scheduler::run(graph, direction, progress, every, work).await;
     let mut nodes: Vec<NodeLine> = reports
         .into_iter()
         .map(|r| {
@@ -254,20 +322,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         })
         .collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
-
-    let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
-    let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
-    if command != Command::Plan {
-        store
-            .set_outputs(outputs.clone())
-            .map_err(|e| AppError::Failed(e.to_string()))?;
-    }
-    Ok(Report {
-        command,
-        nodes,
-        outputs,
-        calls: aws.log.calls(),
-    })
+    nodes
 }
 
 fn failed(e: &NodeError) -> Outcome {

@@ -1,6 +1,6 @@
 //! The command line: parse, validate before any AWS call, run, print, exit 0 / 1 / 2.
 
-use crate::app::{self, AppError, Command, Options, Outcome, Report};
+use crate::app::{self, AppError, Command, NodeLine, Options, Outcome, Report};
 use crate::aws::Connection;
 use crate::config::{self, Inputs};
 use crate::engine::reconcile::Action;
@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Cmd::Plan { detailed_exitcode } => {
             opts.echo = false;
             let report = app::execute(Command::Plan, &opts).await?;
-            print_plan(&report, cli.json, cli.verbose >= 1);
+            print_plan(&report.nodes, cli.json, cli.verbose >= 1);
             if !report.failures().is_empty() {
                 return Ok(1);
             }
@@ -159,6 +159,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         }
         Cmd::Deploy { allow_replace } => {
             opts.allow_replace = allow_replace;
+            let (json, verbose) = (cli.json, cli.verbose >= 1);
+            if !json {
+                opts.show_plan = Some(std::sync::Arc::new(move |lines: &[NodeLine]| {
+                    print_plan(lines, false, verbose)
+                }));
+            }
             eprintln!(
                 "deploying env {} to {} + {}",
                 opts.inputs.env, opts.inputs.primary_region, opts.inputs.secondary_region
@@ -236,16 +242,16 @@ fn finish(report: &Report, json: bool) -> Result<i32, AppError> {
     Ok(1)
 }
 
-fn print_plan(report: &Report, json: bool, verbose: bool) {
-    let c = report.counts();
+fn print_plan(nodes: &[NodeLine], json: bool, verbose: bool) {
+    let c = app::counts(nodes);
     if json {
-        for n in &report.nodes {
+        for n in nodes {
             println!("{}", serde_json::to_string(n).expect("node serializes"));
         }
         println!("{}", serde_json::json!({"summary": c}));
         return;
     }
-    for n in &report.nodes {
+    for n in nodes {
         match &n.outcome {
             Outcome::Done(Action::None) if !verbose => {}
             Outcome::Done(a) => {
@@ -256,8 +262,18 @@ fn print_plan(report: &Report, json: bool, verbose: bool) {
                     Action::Delete => "-",
                     _ => " ",
                 };
-                println!("{sign} {} ({}): {}", n.id, n.region, a.verb(false));
-                if let Action::Update { changes } | Action::Replace { changes } = a {
+                match a {
+                    Action::Replace { because, .. } => {
+                        println!(
+                            "{sign} {} ({}): replace, because {} cannot change in place",
+                            n.id,
+                            n.region,
+                            because.join(", ")
+                        )
+                    }
+                    _ => println!("{sign} {} ({}): {}", n.id, n.region, a.verb(false)),
+                }
+                if let Action::Update { changes } | Action::Replace { changes, .. } = a {
                     for ch in changes {
                         println!("      {}: {} -> {}", ch.key, ch.old, ch.new);
                     }

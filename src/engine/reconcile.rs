@@ -23,6 +23,8 @@ pub enum Action {
     },
     Replace {
         changes: Vec<Change>,
+        /// The immutable properties among the changes: why it must be replaced.
+        because: Vec<String>,
     },
     Delete,
     /// Nothing to do (deploy: already as desired; destroy: already gone).
@@ -218,7 +220,12 @@ impl Driver {
         if changes.is_empty() {
             Action::None
         } else if changes.iter().any(|c| r.immutable().contains(&c.key.as_str())) {
-            Action::Replace { changes }
+            let because = changes
+                .iter()
+                .filter(|c| r.immutable().contains(&c.key.as_str()))
+                .map(|c| c.key.clone())
+                .collect();
+            Action::Replace { changes, because }
         } else {
             Action::Update { changes }
         }
@@ -244,24 +251,22 @@ impl Driver {
                     let fresh = self.call(cx, || r.read(cx)).await?.unwrap_or(l);
                     (Action::Update { changes }, fresh)
                 }
-                Action::Replace { changes } => {
-                    let keys: Vec<&str> = changes
-                        .iter()
-                        .filter(|c| r.immutable().contains(&c.key.as_str()))
-                        .map(|c| c.key.as_str())
-                        .collect();
+                Action::Replace { changes, because } => {
                     if !self.allow_replace {
                         return Err(NodeError::fatal(
                             "plan",
                             "ReplaceRequired",
                             format!(
                                 "immutable properties differ ({}); rerun with --allow-replace to delete and recreate",
-                                keys.join(", ")
+                                because.join(", ")
                             ),
                         ));
                     }
                     self.delete_and_wait(r, cx, &l).await?;
-                    (Action::Replace { changes }, self.create(r, cx, &desired).await?)
+                    (
+                        Action::Replace { changes, because },
+                        self.create(r, cx, &desired).await?,
+                    )
                 }
                 other => unreachable!("classify returned {other:?}"),
             },

@@ -131,3 +131,16 @@ where
         .into_iter()
         .find(|o| owns(cx, tags_of(o))))
 }
+
+/// The tag specification tap would send for logical id `id` (tests create look-alikes with it).
+pub fn tag_spec_for(inputs: &crate::config::Inputs, id: &str, rt: ResourceType) -> TagSpecification {
+    let tags = inputs
+        .tags(id)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    TagSpecification::builder()
+        .resource_type(rt)
+        .set_tags(Some(tags))
+        .build()
+}

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod defects;
+mod drift;
 mod recovery;
 mod stack;
 mod timing;

@@ -41,6 +41,9 @@ pub struct Cli {
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,
+    /// Longest wait for a kind to become ready or gone, e.g. rds-replica=120 (repeatable)
+    #[arg(long = "max-wait", value_name = "KIND=MINUTES", global = true)]
+    pub max_wait: Vec<String>,
     /// -v: list unchanged nodes too; -vv: print every AWS call
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -131,6 +134,9 @@ fn options(cli: &Cli) -> Result<Options, AppError> {
     };
     let mut o = Options::new(inputs, state_path, connection);
     o.parallelism = usize::from(cli.parallelism);
+    for spec in &cli.max_wait {
+        o.waits.set(spec).map_err(AppError::Usage)?;
+    }
     if let Some(s) = std::env::var("TAP_PROGRESS_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())

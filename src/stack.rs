@@ -165,6 +165,27 @@ impl Waits {
     pub fn of(&self, kind: &str) -> WaitPolicy {
         self.0.get(kind).copied().unwrap_or_default()
     }
+
+    /// `KIND=MINUTES` from the command line.
+    pub fn set(&mut self, spec: &str) -> Result<(), String> {
+        let kinds: Vec<&str> = graph().map(|g| g.nodes().map(|n| n.kind).collect()).unwrap_or_default();
+        let (kind, minutes) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--max-wait {spec:?}: expected KIND=MINUTES"))?;
+        if !kinds.contains(&kind) {
+            return Err(format!(
+                "--max-wait {spec:?}: no kind {kind:?}; kinds are {}",
+                self.0.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let minutes: u64 = minutes
+            .parse()
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| format!("--max-wait {spec:?}: MINUTES must be a whole number above 0"))?;
+        self.0.insert(kind.to_string(), WaitPolicy::minutes(minutes));
+        Ok(())
+    }
 }
 
 /// The implementation of a node's kind.
@@ -237,6 +258,16 @@ mod tests {
         let g = graph().unwrap();
         let order = g.validate().unwrap();
         assert_eq!(order.len(), g.len());
+    }
+
+    #[test]
+    fn max_wait_is_configurable_per_kind() {
+        let mut w = Waits::default();
+        w.set("rds-replica=120").unwrap();
+        assert_eq!(w.of("rds-replica").max_wait, std::time::Duration::from_secs(7200));
+        assert!(w.set("rds-replica").is_err());
+        assert!(w.set("nope=3").is_err());
+        assert!(w.set("asg=0").is_err());
     }
 
     #[test]

@@ -38,7 +38,7 @@ CONFIG = {
     "rds_delete": _float("TAP_TIMING_RDS_DELETE", 3),
     "nat_create": _float("TAP_TIMING_NAT_CREATE", 2),
     "nat_delete": _float("TAP_TIMING_NAT_DELETE", 2),
-    "cf_deploy": _float("TAP_TIMING_CF_DEPLOY", 3),
+    "cf_deploy": _float("TAP_TIMING_CF_DEPLOY", 6),
     "latency": {
         k: float(v)
         for k, v in (p.split("=", 1) for p in os.environ.get("TAP_TIMING_LATENCY", "").split(",") if "=" in p)

@@ -231,6 +231,19 @@ fn cf_tags(cx: &NodeCx) -> Tags {
 }
 
 impl CloudFront {
+    async fn tags(&self, cx: &NodeCx, arn: &str) -> Result<std::collections::BTreeMap<String, String>, NodeError> {
+        let out = self
+            .0
+            .cloudfront(&cx.region)
+            .list_tags_for_resource()
+            .resource(arn)
+            .send()
+            .await
+            .op("ListTagsForResource")?;
+        let items = out.tags.map(|t| t.items().to_vec()).unwrap_or_default();
+        Ok(super::tag_map(items.into_iter().map(|t| (Some(t.key), t.value))))
+    }
+
     /// The distribution with this env's comment and ownership tags.
     async fn find(&self, cx: &NodeCx) -> Result<Option<(String, String)>, NodeError> {
         let cf = self.0.cloudfront(&cx.region);
@@ -261,19 +274,7 @@ impl CloudFront {
                 if d.comment != want {
                     continue;
                 }
-                let tags = cf
-                    .list_tags_for_resource()
-                    .resource(&d.arn)
-                    .send()
-                    .await
-                    .op("ListTagsForResource")?;
-                let tags = super::tag_map(
-                    tags.tags
-                        .map(|t| t.items().to_vec())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|t| (Some(t.key), t.value)),
-                );
+                let tags = self.tags(cx, &d.arn).await?;
                 if tags.get(crate::config::STACK_TAG) == Some(&cx.inputs.env) {
                     return Ok(Some((d.id.clone(), d.arn.clone())));
                 }
@@ -297,19 +298,7 @@ impl CloudFront {
             return Ok(None);
         };
         let Some(d) = out.distribution else { return Ok(None) };
-        let tags = cf
-            .list_tags_for_resource()
-            .resource(arn)
-            .send()
-            .await
-            .op("ListTagsForResource")?;
-        let tags = super::tag_map(
-            tags.tags
-                .map(|t| t.items().to_vec())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (Some(t.key), t.value)),
-        );
+        let tags = self.tags(cx, arn).await?;
         let mut live = Live::new(id)
             .arn(arn)
             .attr("id", id)

@@ -19,16 +19,7 @@ impl Resource for KmsAlias {
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = names::kms_alias(&cx.inputs, cx.node.side);
-        let aliases = self
-            .0
-            .kms(&cx.region)
-            .list_aliases()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .op("ListAliases")?;
+        let aliases = super::kms_key::list_aliases(&self.0, &cx.region).await?;
         Ok(aliases
             .into_iter()
             .find(|a| a.alias_name.as_deref() == Some(name.as_str()))

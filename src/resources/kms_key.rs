@@ -151,14 +151,7 @@ impl Resource for KmsKey {
         let kms = self.0.kms(&cx.region);
         // By alias, then by ownership tags.
         let alias = names::kms_alias(&cx.inputs, cx.node.side);
-        let aliases = kms
-            .list_aliases()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .op("ListAliases")?;
+        let aliases = list_aliases(&self.0, &cx.region).await?;
         if let Some(target) = aliases
             .iter()
             .find(|a| a.alias_name.as_deref() == Some(alias.as_str()))
@@ -277,6 +270,18 @@ impl Resource for KmsKey {
                 &["NotFoundException", "KMSInvalidStateException"],
             )
     }
+}
+
+/// Every alias of the region (paged).
+pub async fn list_aliases(aws: &Aws, region: &str) -> Result<Vec<aws_sdk_kms::types::AliasListEntry>, NodeError> {
+    aws.kms(region)
+        .list_aliases()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .op("ListAliases")
 }
 
 fn kms_tags(cx: &NodeCx) -> Vec<Tag> {

@@ -333,3 +333,121 @@ fn tracing_line(cx: &NodeCx, msg: &str) {
         eprintln!("  {}: {msg}", cx.id());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Inputs, Side};
+    use crate::engine::graph::Node;
+    use crate::engine::policy::WaitPolicy;
+    use crate::engine::state::State;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    fn driver() -> Driver {
+        let store = Arc::new(StateStore::new(
+            std::env::temp_dir().join("tap-unused.json"),
+            State::new(),
+            true,
+        ));
+        Driver::new(store, 2, Arc::default(), false)
+    }
+
+    fn cx() -> NodeCx {
+        NodeCx {
+            node: Node {
+                id: "primary/x".into(),
+                kind: "x",
+                side: Side::Primary,
+                deps: vec![],
+            },
+            inputs: Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap(),
+            region: "us-east-1".into(),
+            prior: None,
+            deps: BTreeMap::new(),
+            planning: false,
+        }
+    }
+
+    fn err(class: ErrorClass) -> NodeError {
+        NodeError {
+            op: "CreateFunction".into(),
+            code: "InvalidParameterValueException".into(),
+            message: "cannot be assumed".into(),
+            class,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn iam_propagation_refusals_are_retried_with_backoff() {
+        let (d, cx, n) = (driver(), cx(), AtomicU32::new(0));
+        let t0 = Instant::now();
+        let r = d
+            .call(&cx, || async {
+                if n.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(err(ErrorClass::Propagation))
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(r, Ok(7));
+        assert_eq!(n.load(Ordering::SeqCst), 4);
+        // 2 s, 4 s, 8 s of backoff (PROPAGATION), in paused time.
+        assert_eq!(t0.elapsed(), Duration::from_secs(14));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_policy_limit_and_fatal_errors_are_not_retried() {
+        let (d, cx, n) = (driver(), cx(), AtomicU32::new(0));
+        let r: Result<(), _> = d
+            .call(&cx, || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(err(ErrorClass::Propagation))
+            })
+            .await;
+        assert_eq!(r.unwrap_err().class, ErrorClass::Propagation);
+        assert_eq!(n.load(Ordering::SeqCst), RetryPolicy::PROPAGATION.max_attempts);
+        n.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = d
+            .call(&cx, || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(err(ErrorClass::Fatal))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_poll_until_ready_and_time_out_at_the_maximum() {
+        let (d, cx, n) = (driver(), cx(), AtomicU32::new(0));
+        let policy = WaitPolicy {
+            max_wait: Duration::from_secs(60),
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(4),
+        };
+        let t0 = Instant::now();
+        let ready = d
+            .wait(&cx, policy, "creation", || async {
+                Ok(if n.fetch_add(1, Ordering::SeqCst) < 4 {
+                    Readiness::Pending("creating".into())
+                } else {
+                    Readiness::Ready
+                })
+            })
+            .await;
+        assert_eq!(ready, Ok(()));
+        assert_eq!(t0.elapsed(), Duration::from_secs(1 + 2 + 4 + 4));
+        let t0 = Instant::now();
+        let never = d
+            .wait(&cx, policy, "creation", || async {
+                Ok(Readiness::Pending("creating".into()))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(never.code, "WaitTimeout");
+        assert!(never.message.contains("still creating"), "{}", never.message);
+        assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
+}

@@ -191,11 +191,10 @@ impl S3Bucket {
         // PutBucketTagging replaces the whole set: keep tags others added.
         let mut all = extra.cloned().unwrap_or_default();
         all.extend(cx.tags());
-        let set = all
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value"))
-            .collect();
-        let tagging = Tagging::builder().set_tag_set(Some(set)).build().expect("tag set");
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(s3_tags(&all)))
+            .build()
+            .expect("tag set");
         self.0
             .s3(&cx.region)
             .put_bucket_tagging()
@@ -242,21 +241,21 @@ impl Resource for S3Bucket {
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
         let name = self.name(cx);
-        let mut req = self
+        let req = self
             .0
             .s3(&cx.region)
             .create_bucket()
             .bucket(&name)
             .object_ownership(ObjectOwnership::from(str_of(&d["object_ownership"])));
+        // Tags go in the create call itself, so a crash right after it leaves an owned bucket.
+        let mut conf = CreateBucketConfiguration::builder().set_tags(Some(s3_tags(&cx.tags())));
         if cx.region != "us-east-1" {
-            req = req.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(cx.region.as_str()))
-                    .build(),
-            );
+            conf = conf.location_constraint(BucketLocationConstraint::from(cx.region.as_str()));
         }
-        req.send().await.ok_on("CreateBucket", &["BucketAlreadyOwnedByYou"])?;
-        self.put_tags(cx, &name, None).await?;
+        req.create_bucket_configuration(conf.build())
+            .send()
+            .await
+            .ok_on("CreateBucket", &["BucketAlreadyOwnedByYou"])?;
         let keys: BTreeSet<String> = d
             .keys()
             .filter(|k| *k != "tags" && *k != "object_ownership")
@@ -264,9 +263,14 @@ impl Resource for S3Bucket {
             .collect();
         let live = Live::new(&name);
         self.update(cx, &live, d, &keys).await?;
-        self.describe(cx, &name)
-            .await?
-            .ok_or_else(|| NodeError::fatal("HeadBucket", "NotFound", format!("{name} missing after CreateBucket")))
+        let missing = || NodeError::fatal("HeadBucket", "NotFound", format!("{name} missing after CreateBucket"));
+        let live = self.describe(cx, &name).await?.ok_or_else(missing)?;
+        if live.owned_by(&cx.inputs.env, cx.id()).is_none() {
+            // moto ignores tags in CreateBucketConfiguration; AWS applies them.
+            self.put_tags(cx, &name, live.tags.as_ref()).await?;
+            return self.describe(cx, &name).await?.ok_or_else(missing);
+        }
+        Ok(live)
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
@@ -361,6 +365,12 @@ impl Resource for S3Bucket {
             .await
             .ok_on("DeleteBucket", &["NoSuchBucket"])
     }
+}
+
+fn s3_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value"))
+        .collect()
 }
 
 fn str_of(v: &Value) -> &str {

@@ -2,7 +2,7 @@
 
 use crate::aws::{Aws, Call, Connection};
 use crate::config::{Inputs, Side};
-use crate::engine::graph::Graph;
+use crate::engine::graph::{Graph, Node};
 use crate::engine::reconcile::{Action, Driver};
 use crate::engine::resource::{NodeCx, NodeError};
 use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
@@ -197,7 +197,8 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     if command == Command::Deploy {
         // The same plan `tap plan` shows, before anything is touched.
         let read_only = Arc::new(StateStore::new(opts.state_path.clone(), state.clone(), true));
-        let lines = pass(Command::Plan, &graph, read_only, &aws, opts).await;
+        let mut lines = pass(Command::Plan, &graph, read_only.clone(), &aws, opts).await;
+        lines.extend(orphan_pass(Command::Plan, &orphans(&graph, &state), read_only, &aws, opts).await);
         if let Some(show) = &opts.show_plan {
             show(&lines);
         }
@@ -218,12 +219,21 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         plan = Some(lines);
     }
 
+    let orphans = orphans(&graph, &state);
     let store = Arc::new(StateStore::new(
         opts.state_path.clone(),
         state,
         command == Command::Plan,
     ));
-    let nodes = pass(command, &graph, store.clone(), &aws, opts).await;
+    // Orphans are leaves: destroy removes them first, deploy once the graph has converged.
+    let mut nodes = Vec::new();
+    if command == Command::Destroy {
+        nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts).await);
+    }
+    nodes.extend(pass(command, &graph, store.clone(), &aws, opts).await);
+    if command != Command::Destroy {
+        nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts).await);
+    }
     let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
     let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
     if command != Command::Plan {
@@ -238,6 +248,81 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         outputs,
         calls: aws.log.calls(),
     })
+}
+
+/// Nodes in state that the graph no longer has (written by an older tap), as graph nodes.
+fn orphans(graph: &Graph, state: &State) -> Vec<Node> {
+    let kinds: Vec<&'static str> = graph.nodes().map(|n| n.kind).collect();
+    state
+        .nodes
+        .iter()
+        .filter(|(id, _)| !graph.contains(id))
+        .map(|(id, n)| Node {
+            id: id.clone(),
+            // An unknown kind keeps its name; `stack::resource` then has no implementation.
+            kind: kinds.iter().copied().find(|k| *k == n.kind).unwrap_or("unknown"),
+            side: if id.starts_with("secondary/") {
+                Side::Secondary
+            } else {
+                Side::Primary
+            },
+            deps: vec![],
+        })
+        .collect()
+}
+
+/// Orphans: planned as deletions, deleted by their recorded ids, forgotten.
+async fn orphan_pass(
+    command: Command,
+    orphans: &[Node],
+    store: Arc<StateStore>,
+    aws: &Arc<Aws>,
+    opts: &Options,
+) -> Vec<NodeLine> {
+    let driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
+    let runs = orphans.iter().map(|node| {
+        let driver = &driver;
+        async move {
+            let cx = NodeCx {
+                region: region_of(&opts.inputs, node.side),
+                prior: driver.store.get(&node.id),
+                deps: BTreeMap::new(),
+                planning: command == Command::Plan,
+                node: node.clone(),
+                inputs: opts.inputs.clone(),
+            };
+            let t0 = tokio::time::Instant::now();
+            let res = match stack::known_kind(node.kind) {
+                true => {
+                    driver
+                        .remove_orphan(stack::resource(node.kind, aws, &opts.waits).as_ref(), &cx)
+                        .await
+                }
+                false => Err(NodeError::fatal(
+                    "plan",
+                    "UnknownKind",
+                    format!("{} has a kind this tap does not know; remove it by hand", node.id),
+                )),
+            };
+            if opts.echo && command != Command::Plan {
+                match &res {
+                    Ok(a) => eprintln!("  {}: {} (no longer in the graph)", node.id, a.verb(true)),
+                    Err(e) => eprintln!("  {}: FAILED: {e}", node.id),
+                }
+            }
+            NodeLine {
+                id: node.id.clone(),
+                kind: node.kind.to_string(),
+                region: cx.region.clone(),
+                outcome: match res {
+                    Ok(a) => Outcome::Done(a),
+                    Err(e) => failed(&e),
+                },
+                seconds: t0.elapsed().as_secs_f64(),
+            }
+        }
+    });
+    futures::future::join_all(runs).await
 }
 
 /// One walk of the graph: every node planned, deployed or destroyed.

@@ -188,6 +188,11 @@ impl Waits {
     }
 }
 
+/// Whether `kind` has an implementation (orphans in state may carry kinds of older versions).
+pub fn known_kind(kind: &str) -> bool {
+    graph().is_ok_and(|g| g.nodes().any(|n| n.kind == kind))
+}
+
 /// The implementation of a node's kind.
 pub fn resource(kind: &str, aws: &Arc<Aws>, waits: &Waits) -> Arc<dyn Resource> {
     let a = aws.clone();

@@ -304,6 +304,37 @@ impl Driver {
         Ok(())
     }
 
+    /// A node recorded in state that the graph no longer has: delete the object it recorded, by
+    /// its physical id (nothing in the graph depends on it), then forget it. Plan: say so.
+    pub async fn remove_orphan(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        let Some(prior) = cx.prior.clone() else {
+            return Ok(Action::None);
+        };
+        if cx.planning {
+            return Ok(if prior.physical_id.is_some() {
+                Action::Delete
+            } else {
+                Action::None
+            });
+        }
+        let res = async {
+            if let Some(id) = &prior.physical_id {
+                let live = Live {
+                    physical_id: id.clone(),
+                    arn: prior.arn.clone(),
+                    props: prior.props.clone(),
+                    attrs: prior.attrs.clone(),
+                    tags: None,
+                };
+                self.delete_and_wait(r, cx, &live).await?;
+            }
+            self.store.remove(cx.id())?;
+            Ok(Action::Delete)
+        }
+        .await;
+        res.map_err(|e| self.fail(cx, e))
+    }
+
     pub async fn destroy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
         let res = async {
             let live = self.call(cx, || r.read(cx)).await?;

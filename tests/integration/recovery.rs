@@ -212,3 +212,50 @@ async fn an_object_deleted_outside_is_recreated_and_dependents_follow() {
     run(Command::Destroy, &o).await;
     verify_edge::nothing_left(&aws, &i).await;
 }
+
+/// A node an older tap recorded, no longer in the graph: `plan` shows its deletion, `deploy`
+/// deletes the recorded object (and nothing else) and forgets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_no_longer_in_the_graph_is_planned_and_deleted() {
+    let env = common::unique_env("orph");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let aws = raw().await;
+    run(Command::Deploy, &o).await;
+    let sns = aws.sns("us-east-1");
+    let legacy = sns
+        .create_topic()
+        .name(format!("tap-legacy-{env}"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let mut state = State::load(&o.state_path).unwrap();
+    let mut node = state.nodes["primary/sns-topic"].clone();
+    node.physical_id = Some(legacy.clone());
+    node.arn = Some(legacy.clone());
+    state.nodes.insert("primary/legacy-topic".into(), node);
+    state.save(&o.state_path).unwrap();
+
+    let plan = run(Command::Plan, &o).await;
+    assert_eq!(changed(&plan), ["primary/legacy-topic"]);
+    assert_eq!(plan.action("primary/legacy-topic"), Some(&Action::Delete));
+    let r = run(Command::Deploy, &o).await;
+    assert_eq!(changed(&r), ["primary/legacy-topic"]);
+    assert!(
+        sns.get_topic_attributes().topic_arn(&legacy).send().await.is_err(),
+        "the legacy topic is deleted"
+    );
+    let current = State::load(&o.state_path).unwrap();
+    assert!(!current.nodes.contains_key("primary/legacy-topic"));
+    verify_edge::monitoring(
+        &aws,
+        &i,
+        tap::config::Side::Primary,
+        &verify::kms_key(&aws, &i, tap::config::Side::Primary).await,
+    )
+    .await;
+    run(Command::Destroy, &o).await;
+    verify_edge::nothing_left(&aws, &i).await;
+}

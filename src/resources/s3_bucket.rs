@@ -265,8 +265,10 @@ impl Resource for S3Bucket {
         self.update(cx, &live, d, &keys).await?;
         let missing = || NodeError::fatal("HeadBucket", "NotFound", format!("{name} missing after CreateBucket"));
         let live = self.describe(cx, &name).await?.ok_or_else(missing)?;
-        if live.owned_by(&cx.inputs.env, cx.id()).is_none() {
-            // moto ignores tags in CreateBucketConfiguration; AWS applies them.
+        if live.owned_by(&cx.inputs.env, cx.id()) != Some(true) {
+            // moto ignores tags in CreateBucketConfiguration (AWS applies them), and keeps the
+            // tags of a deleted bucket for a new one of the same name. The bucket was just
+            // created here: it is ours.
             self.put_tags(cx, &name, live.tags.as_ref()).await?;
             return self.describe(cx, &name).await?.ok_or_else(missing);
         }

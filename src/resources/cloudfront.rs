@@ -40,10 +40,6 @@ fn origin_domain(cx: &NodeCx, side: Side) -> String {
     )
 }
 
-fn list<T: Clone>(items: &[T]) -> Vec<T> {
-    items.to_vec()
-}
-
 fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> DistributionConfig {
     let oac = d["oac"].as_str().unwrap_or_default();
     let origin = |id: &str, side: Side| {
@@ -63,7 +59,7 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
                 .status_codes(
                     StatusCodes::builder()
                         .quantity(6)
-                        .set_items(Some(list(&FAILOVER_CODES)))
+                        .set_items(Some(FAILOVER_CODES.to_vec()))
                         .build()
                         .expect("codes"),
                 )

@@ -2,7 +2,6 @@
 
 use super::{names, tag_map};
 use crate::aws::{Aws, SendExt, compat};
-use crate::config::Side;
 use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_s3::types::{
@@ -377,9 +376,4 @@ fn s3_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
-}
-
-/// The side of a data bucket node (both data buckets are named from the inputs).
-pub fn data_bucket_node(side: Side) -> String {
-    node_id(side, "s3-bucket")
 }

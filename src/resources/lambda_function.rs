@@ -42,6 +42,15 @@ pub fn code_zip() -> Vec<u8> {
     buf.into_inner()
 }
 
+fn environment(d: &Props) -> Environment {
+    let topic = d["environment"]["SNS_TOPIC_ARN"].as_str().unwrap_or_default();
+    Environment::builder().variables("SNS_TOPIC_ARN", topic).build()
+}
+
+fn int(d: &Props, k: &str) -> i32 {
+    d[k].as_i64().unwrap_or_default() as i32
+}
+
 /// What Lambda reports as `CodeSha256`: base64 of the zip's SHA-256.
 pub fn code_sha256(zip: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip))
@@ -110,12 +119,6 @@ impl Resource for LambdaFunction {
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
         let name = function_name(cx);
         let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-        let env = Environment::builder()
-            .variables(
-                "SNS_TOPIC_ARN",
-                d["environment"]["SNS_TOPIC_ARN"].as_str().unwrap_or_default(),
-            )
-            .build();
         // A role created moments ago may be refused ("cannot be assumed"): the error is classed
         // as IAM propagation and retried by the driver's policy.
         self.0
@@ -125,9 +128,9 @@ impl Resource for LambdaFunction {
             .runtime(Runtime::from(s("runtime").as_str()))
             .handler(s("handler"))
             .role(s("role"))
-            .timeout(300)
-            .memory_size(128)
-            .environment(env)
+            .timeout(int(d, "timeout"))
+            .memory_size(int(d, "memory"))
+            .environment(environment(d))
             .code(FunctionCode::builder().zip_file(Blob::new(code_zip())).build())
             .set_tags(Some(cx.tags().into_iter().collect()))
             .send()
@@ -150,20 +153,14 @@ impl Resource for LambdaFunction {
             .iter()
             .any(|k| changed.contains(*k))
         {
-            let env = Environment::builder()
-                .variables(
-                    "SNS_TOPIC_ARN",
-                    d["environment"]["SNS_TOPIC_ARN"].as_str().unwrap_or_default(),
-                )
-                .build();
             l.update_function_configuration()
                 .function_name(name)
                 .runtime(Runtime::from(s("runtime").as_str()))
                 .handler(s("handler"))
                 .role(s("role"))
-                .timeout(300)
-                .memory_size(128)
-                .environment(env)
+                .timeout(int(d, "timeout"))
+                .memory_size(int(d, "memory"))
+                .environment(environment(d))
                 .send()
                 .await
                 .op("UpdateFunctionConfiguration")?;

@@ -150,6 +150,8 @@ pub struct Aws {
     account: OnceCell<String>,
     /// One-time account-wide preparations (the Auto Scaling service-linked role).
     pub once: OnceCell<()>,
+    /// The first two available AZs per region (subnets), looked up once per run.
+    pub azs: Mutex<HashMap<String, Arc<OnceCell<[String; 2]>>>>,
     /// Behaviours of the endpoint that differ from AWS, learnt during this run.
     quirks: Mutex<std::collections::BTreeSet<&'static str>>,
 }
@@ -181,6 +183,7 @@ impl Aws {
             account: OnceCell::new(),
             once: OnceCell::new(),
             quirks: Mutex::default(),
+            azs: Mutex::default(),
         }
     }
 

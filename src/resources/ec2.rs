@@ -81,7 +81,19 @@ pub async fn retag(aws: &Aws, cx: &NodeCx, resource_id: &str) -> Result<(), Node
 }
 
 /// The first two available AZs of the region, sorted by name.
+/// Looked up once per region and run (six subnets ask).
 pub async fn first_two_azs(aws: &Aws, region: &str) -> Result<[String; 2], NodeError> {
+    let cell = aws
+        .azs
+        .lock()
+        .expect("az cache")
+        .entry(region.to_string())
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| lookup_azs(aws, region)).await.cloned()
+}
+
+async fn lookup_azs(aws: &Aws, region: &str) -> Result<[String; 2], NodeError> {
     let out = aws
         .ec2(region)
         .describe_availability_zones()

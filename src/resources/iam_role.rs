@@ -39,6 +39,15 @@ pub fn role_name(cx: &NodeCx, kind: RoleKind) -> String {
     }
 }
 
+/// The name of a role's inline policy.
+pub fn inline_name(kind: RoleKind) -> &'static str {
+    match kind {
+        RoleKind::Replication => "tap-s3-replication",
+        RoleKind::Ec2 => "tap-ec2-access",
+        RoleKind::Lambda => "tap-replication-monitor",
+    }
+}
+
 impl IamRole {
     async fn spec(&self, cx: &NodeCx) -> Result<RoleSpec, NodeError> {
         let name = role_name(cx, self.1);
@@ -53,7 +62,7 @@ impl IamRole {
                 RoleSpec {
                     name,
                     service: "s3.amazonaws.com",
-                    inline_name: "tap-s3-replication",
+                    inline_name: inline_name(RoleKind::Replication),
                     inline: policy::document(vec![
                         policy::allow(
                             &["s3:GetReplicationConfiguration", "s3:ListBucket"],
@@ -81,7 +90,7 @@ impl IamRole {
             RoleKind::Ec2 => RoleSpec {
                 name,
                 service: "ec2.amazonaws.com",
-                inline_name: "tap-ec2-access",
+                inline_name: inline_name(RoleKind::Ec2),
                 inline: policy::document(vec![
                     policy::allow(
                         &["s3:GetObject", "s3:PutObject"],
@@ -102,7 +111,7 @@ impl IamRole {
                 RoleSpec {
                     name,
                     service: "lambda.amazonaws.com",
-                    inline_name: "tap-replication-monitor",
+                    inline_name: inline_name(RoleKind::Lambda),
                     inline: policy::document(vec![
                         policy::allow(
                             &["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -216,12 +225,7 @@ impl Resource for IamRole {
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = role_name(cx, self.1);
-        let inline_name = match self.1 {
-            RoleKind::Replication => "tap-s3-replication",
-            RoleKind::Ec2 => "tap-ec2-access",
-            RoleKind::Lambda => "tap-replication-monitor",
-        };
-        self.describe(cx, &name, inline_name).await
+        self.describe(cx, &name, inline_name(self.1)).await
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {

@@ -146,12 +146,7 @@ impl Resource for RouteTable {
                     continue;
                 }
                 if have.contains_key(dest) {
-                    ec2.delete_route()
-                        .route_table_id(id)
-                        .destination_cidr_block(dest)
-                        .send()
-                        .await
-                        .ok_on("DeleteRoute", &["InvalidRoute.NotFound"])?;
+                    self.delete_route(cx, id, dest).await?;
                 }
                 let mut req = ec2.create_route().route_table_id(id).destination_cidr_block(dest);
                 req = if target.starts_with("nat-") {
@@ -162,12 +157,7 @@ impl Resource for RouteTable {
                 req.send().await.op("CreateRoute")?;
             }
             for dest in have.keys().filter(|k| !want.contains_key(*k)) {
-                ec2.delete_route()
-                    .route_table_id(id)
-                    .destination_cidr_block(dest)
-                    .send()
-                    .await
-                    .ok_on("DeleteRoute", &["InvalidRoute.NotFound"])?;
+                self.delete_route(cx, id, dest).await?;
             }
         }
         if changed.contains("subnets") {
@@ -183,11 +173,7 @@ impl Resource for RouteTable {
             }
             for s in have.difference(&want) {
                 if let Some(aid) = live.attrs.get(&format!("association:{s}")) {
-                    ec2.disassociate_route_table()
-                        .association_id(aid)
-                        .send()
-                        .await
-                        .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])?;
+                    self.disassociate(cx, aid).await?;
                 }
             }
         }
@@ -201,11 +187,7 @@ impl Resource for RouteTable {
         let ec2 = self.0.ec2(&cx.region);
         for (k, aid) in &live.attrs {
             if k.starts_with("association:") {
-                ec2.disassociate_route_table()
-                    .association_id(aid)
-                    .send()
-                    .await
-                    .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])?;
+                self.disassociate(cx, aid).await?;
             }
         }
         ec2.delete_route_table()
@@ -217,6 +199,27 @@ impl Resource for RouteTable {
 }
 
 impl RouteTable {
+    async fn delete_route(&self, cx: &NodeCx, table: &str, dest: &str) -> Result<(), NodeError> {
+        let req = self
+            .0
+            .ec2(&cx.region)
+            .delete_route()
+            .route_table_id(table)
+            .destination_cidr_block(dest);
+        req.send().await.ok_on("DeleteRoute", &["InvalidRoute.NotFound"])
+    }
+
+    async fn disassociate(&self, cx: &NodeCx, association: &str) -> Result<(), NodeError> {
+        let req = self
+            .0
+            .ec2(&cx.region)
+            .disassociate_route_table()
+            .association_id(association);
+        req.send()
+            .await
+            .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])
+    }
+
     async fn read_id(&self, cx: &NodeCx, id: &str) -> Result<Live, NodeError> {
         let out = self
             .0

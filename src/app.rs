@@ -279,7 +279,8 @@ async fn orphan_pass(
     aws: &Arc<Aws>,
     opts: &Options,
 ) -> Vec<NodeLine> {
-    let driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
+    let mut driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
+    driver.echo = opts.echo;
     let runs = orphans.iter().map(|node| {
         let driver = &driver;
         async move {
@@ -336,6 +337,7 @@ async fn pass(
     let progress = Arc::new(Progress::default());
     let mut driver = Driver::new(store, opts.parallelism, progress.clone(), opts.allow_replace);
     driver.wait_scale = opts.wait_scale;
+    driver.echo = opts.echo;
     let driver = Arc::new(driver);
     let direction = if command == Command::Destroy {
         Direction::Reverse

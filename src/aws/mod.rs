@@ -148,8 +148,8 @@ pub struct Aws {
     pub log: Arc<CallLog>,
     clients: Clients,
     account: OnceCell<String>,
-    /// One-time account-wide preparations (the Auto Scaling service-linked role).
-    pub once: OnceCell<()>,
+    /// The Auto Scaling service-linked role is known to exist (ensured once per run).
+    pub autoscaling_slr: OnceCell<()>,
     /// The first two available AZs per region (subnets), looked up once per run.
     pub azs: Mutex<HashMap<String, Arc<OnceCell<[String; 2]>>>>,
     /// Behaviours of the endpoint that differ from AWS, learnt during this run.
@@ -181,7 +181,7 @@ impl Aws {
             }),
             clients: Clients::default(),
             account: OnceCell::new(),
-            once: OnceCell::new(),
+            autoscaling_slr: OnceCell::new(),
             quirks: Mutex::default(),
             azs: Mutex::default(),
         }

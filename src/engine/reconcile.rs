@@ -60,6 +60,8 @@ pub struct Driver {
     pub allow_replace: bool,
     /// Multiplies every wait policy (tests use short waits).
     pub wait_scale: f64,
+    /// Print a line for each retry.
+    pub echo: bool,
     /// Attrs of nodes known in this run (seeded from state), for dependents.
     attrs: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
@@ -73,6 +75,7 @@ impl Driver {
             progress,
             allow_replace,
             wait_scale: 1.0,
+            echo: true,
             attrs: Mutex::new(attrs),
         }
     }
@@ -122,7 +125,9 @@ impl Driver {
                 cx.id(),
                 &format!("retrying {} after {} ({attempt}/{})", e.op, e.code, policy.max_attempts),
             );
-            tracing_line(cx, &format!("{} ({}), retry {attempt} in {:?}", e.op, e.code, delay));
+            if self.echo {
+                eprintln!("  {}: {} ({}), retry {attempt} in {delay:?}", cx.id(), e.op, e.code);
+            }
             tokio::time::sleep(delay).await;
         }
     }
@@ -356,12 +361,6 @@ impl Driver {
         }
         .await;
         res.map_err(|e| self.fail(cx, e))
-    }
-}
-
-fn tracing_line(cx: &NodeCx, msg: &str) {
-    if std::env::var_os("TAP_QUIET").is_none() {
-        eprintln!("  {}: {msg}", cx.id());
     }
 }
 

@@ -50,7 +50,7 @@ impl KmsKey {
     /// exists" is success.
     async fn ensure_autoscaling_slr(&self, region: &str) -> Result<(), NodeError> {
         self.0
-            .once
+            .autoscaling_slr
             .get_or_try_init(|| async {
                 let r = self
                     .0

@@ -17,6 +17,12 @@ async fn deploy_check_redeploy_destroy() {
     let aws = raw().await;
 
     let first = run(Command::Deploy, &o).await;
+    // The call log sees mutations (so the "no mutating call" check below can fail).
+    assert!(
+        mutating(&first).len() >= 67,
+        "{} mutating calls logged",
+        mutating(&first).len()
+    );
     assert!(
         first.nodes.iter().all(|n| n.outcome_is(&Action::Create)),
         "{:#?}",

@@ -350,32 +350,13 @@ pub async fn slice_gone(aws: &Aws, i: &Inputs) {
             !aliases.iter().any(|a| a.alias_name.as_deref() == Some(alias.as_str())),
             "{alias} deleted"
         );
-        for k in kms.list_keys().send().await.unwrap().keys.unwrap_or_default() {
-            let id = k.key_id.unwrap();
-            let tags = kms
-                .list_resource_tags()
-                .key_id(&id)
-                .send()
-                .await
-                .unwrap()
-                .tags
-                .unwrap_or_default();
-            if tags.iter().any(|t| t.tag_key == "tap:stack" && t.tag_value == i.env) {
-                let md = kms
-                    .describe_key()
-                    .key_id(&id)
-                    .send()
-                    .await
-                    .unwrap()
-                    .key_metadata
-                    .unwrap();
-                assert_eq!(
-                    md.key_state,
-                    Some(KeyState::PendingDeletion),
-                    "key {id} of {} scheduled for deletion",
-                    i.env
-                );
-            }
+        for (id, state) in env_keys(aws, i, side).await {
+            assert_eq!(
+                state,
+                Some(KeyState::PendingDeletion),
+                "key {id} of {} scheduled for deletion",
+                i.env
+            );
         }
     }
     let role = format!("tap-s3-replication-{}", i.env);
@@ -385,10 +366,10 @@ pub async fn slice_gone(aws: &Aws, i: &Inputs) {
     );
 }
 
-/// How many live keys (not pending deletion) carry this env's ownership tags, per region.
-pub async fn owned_keys(aws: &Aws, i: &Inputs, side: Side) -> usize {
+/// The keys of `side` that carry this env's `tap:stack` tag, with their states.
+pub async fn env_keys(aws: &Aws, i: &Inputs, side: Side) -> Vec<(String, Option<KeyState>)> {
     let kms = aws.kms(i.region(side));
-    let mut n = 0;
+    let mut out = Vec::new();
     for k in kms.list_keys().send().await.unwrap().keys.unwrap_or_default() {
         let id = k.key_id.unwrap();
         let tags = kms
@@ -399,19 +380,26 @@ pub async fn owned_keys(aws: &Aws, i: &Inputs, side: Side) -> usize {
             .unwrap()
             .tags
             .unwrap_or_default();
-        let md = kms
-            .describe_key()
-            .key_id(&id)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap();
-        if md.key_state == Some(KeyState::Enabled)
-            && tags.iter().any(|t| t.tag_key == "tap:stack" && t.tag_value == i.env)
-        {
-            n += 1;
+        if tags.iter().any(|t| t.tag_key == "tap:stack" && t.tag_value == i.env) {
+            let md = kms
+                .describe_key()
+                .key_id(&id)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap();
+            out.push((id, md.key_state));
         }
     }
-    n
+    out
+}
+
+/// How many live keys (not pending deletion) carry this env's ownership tags, per region.
+pub async fn owned_keys(aws: &Aws, i: &Inputs, side: Side) -> usize {
+    env_keys(aws, i, side)
+        .await
+        .iter()
+        .filter(|(_, s)| *s == Some(KeyState::Enabled))
+        .count()
 }

@@ -2,13 +2,15 @@
 # Local AWS emulator for tap: moto server from a private venv. No Docker needed.
 #
 #   localstack/emulator.sh install          create/refresh the venv (idempotent)
-#   localstack/emulator.sh start [--timing] start on 127.0.0.1:$TAP_EMULATOR_PORT (default 4566)
+#   localstack/emulator.sh start [--timing|--faults] start on 127.0.0.1:$TAP_EMULATOR_PORT (default 4566)
 #   localstack/emulator.sh stop             stop the server this script started
 #   localstack/emulator.sh status           exit 0 when it answers
 #
 # --timing starts localstack/timing_server.py instead of the plain server: the same moto,
 # with per-service latency and RDS / NAT / CloudFront transitions that take real seconds
-# (see that file for its environment variables).
+# (see that file for its environment variables). --faults is the timing mode with faults.py in
+# front: throttling, 503, lost responses, eventual consistency, lingering dependencies, per
+# TAP_FAULTS (e.g. "seed=1,throttle=0.07,unavailable=0.05,lost=0.08,consistency=2,linger=3").
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +47,7 @@ PY
 start() {
   local mode=plain
   [[ ${1:-} == --timing ]] && mode=timing
+  [[ ${1:-} == --faults ]] && mode=faults
   install
   if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && answers; then
     echo "emulator already running on http://$host:$port (pid $(cat "$pidfile"))"
@@ -53,6 +56,8 @@ start() {
   export MOTO_IAM_LOAD_MANAGED_POLICIES=true
   if [[ $mode == timing ]]; then
     nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" >"$logfile" 2>&1 &
+  elif [[ $mode == faults ]]; then
+    nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" --faults >"$logfile" 2>&1 &
   else
     nohup "$venv/bin/moto_server" -H "$host" -p "$port" >"$logfile" 2>&1 &
   fi
@@ -92,5 +97,5 @@ case ${1:-} in
   start) shift; start "$@" ;;
   stop) stop ;;
   status) answers ;;
-  *) echo "usage: $0 install | start [--timing] | stop | status" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start [--timing|--faults] | stop | status" >&2; exit 2 ;;
 esac

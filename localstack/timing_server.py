@@ -10,6 +10,9 @@ take real (short) time:
   CloudFront       `InProgress` for TAP_TIMING_CF_DEPLOY s after create or update
   every call       sleeps TAP_TIMING_LATENCY seconds per service, e.g. "rds=0.05,ec2=0.01"
 
+With --faults, `faults.py` sits in front and injects throttling, 5xx, lost responses, eventual
+consistency and lingering dependencies (TAP_FAULTS).
+
 GET /_timing/events returns every create/delete/update it saw, with timestamps, so that tests
 can assert the order of operations; GET /_timing/config returns the durations in force.
 """
@@ -210,10 +213,15 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4566)
+    p.add_argument("--faults", action="store_true", help="inject faults per TAP_FAULTS (see faults.py)")
     a = p.parse_args()
     os.environ.setdefault("MOTO_PORT", str(a.port))
-    app = DomainDispatcherApplication(create_backend_app)
-    run_simple(a.host, a.port, Timing(app), threaded=True)
+    app = Timing(DomainDispatcherApplication(create_backend_app))
+    if a.faults:
+        from faults import Faults
+
+        app = Faults(app, os.environ.get("TAP_FAULTS", ""))
+    run_simple(a.host, a.port, app, threaded=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 use crate::aws::{Aws, Call, Connection};
 use crate::config::{Inputs, Side};
+use crate::engine::cancel::Cancel;
 use crate::engine::graph::{Graph, Node};
 use crate::engine::reconcile::{Action, Driver};
 use crate::engine::resource::{NodeCx, NodeError};
@@ -40,6 +41,8 @@ pub struct Options {
     pub waits: stack::Waits,
     /// Deploy: called with the plan before anything is changed.
     pub show_plan: Option<PlanHook>,
+    /// Set on Ctrl-C (SIGINT, SIGTERM): no node starts, in-flight nodes stop at their next wait.
+    pub cancel: Cancel,
 }
 
 pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
@@ -57,6 +60,7 @@ impl Options {
             echo: true,
             waits: stack::Waits::default(),
             show_plan: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -85,6 +89,8 @@ pub enum Outcome {
     Blocked {
         by: String,
     },
+    /// The run was interrupted before or while this node ran; the next run resumes it.
+    Interrupted,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -95,6 +101,9 @@ pub struct NodeLine {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub seconds: f64,
+    /// Other objects carrying this node's ownership tags: planned for deletion (plan) or deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub twins: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +116,8 @@ pub struct Report {
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(skip)]
     pub calls: Vec<Call>,
+    /// Ctrl-C stopped the run (exit 130).
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -147,9 +158,11 @@ pub fn counts(nodes: &[NodeLine]) -> BTreeMap<&'static str, usize> {
             Outcome::Done(Action::Replace { .. }) => "replace",
             Outcome::Done(Action::Delete) => "delete",
             Outcome::Done(Action::None | Action::Skip { .. }) => "unchanged",
+            Outcome::Interrupted => "interrupted",
             _ => "failed",
         };
-        *c.get_mut(k).expect("known key") += 1;
+        *c.entry(k).or_default() += 1;
+        *c.get_mut("delete").expect("known key") += n.twins.len();
     }
     c
 }
@@ -231,7 +244,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts).await);
     }
     nodes.extend(pass(command, &graph, store.clone(), &aws, opts).await);
-    if command != Command::Destroy {
+    if command != Command::Destroy && !opts.cancel.is_set() {
         nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts).await);
     }
     let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
@@ -247,6 +260,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         nodes,
         outputs,
         calls: aws.log.calls(),
+        interrupted: opts.cancel.is_set(),
     })
 }
 
@@ -281,6 +295,8 @@ async fn orphan_pass(
 ) -> Vec<NodeLine> {
     let mut driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
     driver.echo = opts.echo;
+    driver.wait_scale = opts.wait_scale;
+    driver.cancel = opts.cancel.clone();
     let runs = orphans.iter().map(|node| {
         let driver = &driver;
         async move {
@@ -291,6 +307,7 @@ async fn orphan_pass(
                 planning: command == Command::Plan,
                 node: node.clone(),
                 inputs: opts.inputs.clone(),
+                token: None,
             };
             let t0 = tokio::time::Instant::now();
             let res = match stack::known_kind(node.kind) {
@@ -320,6 +337,7 @@ async fn orphan_pass(
                     Err(e) => failed(&e),
                 },
                 seconds: t0.elapsed().as_secs_f64(),
+                twins: vec![],
             }
         }
     });
@@ -338,6 +356,7 @@ async fn pass(
     let mut driver = Driver::new(store, opts.parallelism, progress.clone(), opts.allow_replace);
     driver.wait_scale = opts.wait_scale;
     driver.echo = opts.echo;
+    driver.cancel = opts.cancel.clone();
     let driver = Arc::new(driver);
     let direction = if command == Command::Destroy {
         Direction::Reverse
@@ -365,6 +384,7 @@ async fn pass(
                     planning: command == Command::Plan,
                     node,
                     inputs,
+                    token: None,
                 };
                 let r = stack::resource(cx.node.kind, &aws, &waits);
                 let t0 = tokio::time::Instant::now();
@@ -390,7 +410,8 @@ async fn pass(
     } else {
         opts.progress_every
     };
-    let reports = scheduler::run(graph, direction, progress, every, work).await;
+    let reports = scheduler::run(graph, direction, progress, every, &opts.cancel, work).await;
+    let twins = driver.twins();
     let mut nodes: Vec<NodeLine> = reports
         .into_iter()
         .map(|r| {
@@ -400,10 +421,13 @@ async fn pass(
                 region: region_of(&opts.inputs, n.side),
                 outcome: match r.result {
                     NodeResult::Done(a) => Outcome::Done(a),
+                    NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
                     NodeResult::Failed(e) => failed(&e),
                     NodeResult::Blocked(by) => Outcome::Blocked { by },
+                    NodeResult::Interrupted => Outcome::Interrupted,
                 },
                 seconds: r.elapsed.as_secs_f64(),
+                twins: twins.get(&r.id).cloned().unwrap_or_default(),
                 id: r.id,
             }
         })

@@ -131,6 +131,7 @@ fn options(cli: &Cli) -> Result<Options, AppError> {
         endpoint_url,
         test_credentials_fallback: cli.local,
         verbose: cli.verbose >= 2,
+        retry: Default::default(),
     };
     let mut o = Options::new(inputs, state_path, connection);
     o.parallelism = usize::from(cli.parallelism);
@@ -146,8 +147,36 @@ fn options(cli: &Cli) -> Result<Options, AppError> {
     Ok(o)
 }
 
+/// First SIGINT or SIGTERM: stop starting nodes, let in-flight ones reach their next wait (at
+/// most `scheduler::GRACE`), save state, release the lock, print the summary, exit 130.
+/// Second: exit at once (the state file is valid: it is replaced atomically at every write).
+fn on_interrupt(cancel: crate::engine::cancel::Cancel) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if n > 0 {
+                eprintln!("\ninterrupted again: exiting now; the next run resumes from the state file");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\ninterrupted: starting no new node, stopping in-flight ones at their next wait \
+                 (Ctrl-C again to exit at once)"
+            );
+            cancel.trigger();
+        }
+    });
+}
+
 pub async fn run(cli: Cli) -> Result<i32, AppError> {
     let mut opts = options(&cli)?;
+    on_interrupt(opts.cancel.clone());
     match cli.command {
         Cmd::Status => status(&opts, cli.json),
         Cmd::Plan { detailed_exitcode } => {
@@ -214,11 +243,19 @@ fn confirm(opts: &Options) -> Result<(), AppError> {
 }
 
 fn finish(report: &Report, json: bool) -> Result<i32, AppError> {
+    let code = finish_report(report, json);
+    Ok(if report.interrupted { 130 } else { code })
+}
+
+fn finish_report(report: &Report, json: bool) -> i32 {
     let c = report.counts();
     let failures = report.failures();
     if json {
         println!("{}", serde_json::to_string_pretty(report).expect("report serializes"));
     } else {
+        if report.interrupted {
+            println!("Interrupted: the state file is saved; run the same command again to resume.");
+        }
         println!(
             "{}: {} created, {} updated, {} replaced, {} deleted, {} unchanged, {} failed.",
             match report.command {
@@ -235,17 +272,18 @@ fn finish(report: &Report, json: bool) -> Result<i32, AppError> {
         print_outputs(&report.outputs);
     }
     if failures.is_empty() {
-        return Ok(0);
+        return 0;
     }
     eprintln!("\n{} node(s) did not complete:", failures.len());
     for f in failures {
         match &f.outcome {
             Outcome::Failed { error, .. } => eprintln!("  {} ({}): {error}", f.id, f.region),
             Outcome::Blocked { by } => eprintln!("  {} ({}): not attempted, depends on failed {by}", f.id, f.region),
+            Outcome::Interrupted => eprintln!("  {} ({}): interrupted; the next run resumes it", f.id, f.region),
             Outcome::Done(_) => {}
         }
     }
-    Ok(1)
+    1
 }
 
 fn print_plan(nodes: &[NodeLine], json: bool, verbose: bool) {
@@ -287,6 +325,10 @@ fn print_plan(nodes: &[NodeLine], json: bool, verbose: bool) {
             }
             Outcome::Failed { error, .. } => println!("! {} ({}): cannot plan: {error}", n.id, n.region),
             Outcome::Blocked { by } => println!("? {} ({}): unknown, depends on {by}", n.id, n.region),
+            Outcome::Interrupted => println!("? {} ({}): not planned (interrupted)", n.id, n.region),
+        }
+        for t in &n.twins {
+            println!("- {} ({}): delete (twin of {}): {t}", n.id, n.region, n.id);
         }
     }
     println!(

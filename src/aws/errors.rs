@@ -7,6 +7,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+/// Refusals before the request ran: sending it again is safe.
 const THROTTLING: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -14,11 +15,21 @@ const THROTTLING: &[&str] = &[
     "RequestLimitExceeded",
     "TooManyRequestsException",
     "RequestThrottled",
+    "RequestThrottledException",
     "SlowDown",
     "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Server faults: the request may or may not have run.
+const SERVER_FAULTS: &[&str] = &[
     "ServiceUnavailable",
+    "ServiceUnavailableException",
     "InternalError",
     "InternalFailure",
+    "InternalServerError",
+    "InternalServiceError",
+    "ServiceFailure",
 ];
 
 /// IAM eventual consistency: (error code, text in the message) of refusals that go away once a
@@ -34,21 +45,74 @@ const PROPAGATION: &[(&str, &str)] = &[
     ("AccessDenied", "assume"),
 ];
 
-/// Conflicts that clear by themselves: (error code, text in the message).
-const IN_PROGRESS: &[(&str, &str)] = &[
+/// Answers that clear by themselves within seconds: (error code, text in the message). S3 checks
+/// a replication destination's versioning and a notification's destination when the
+/// configuration is put, and may not see a just-changed bucket or function yet.
+const NOT_YET_VISIBLE: &[(&str, &str)] = &[
     ("ResourceConflictException", "in progress"),
     ("OperationAborted", "conflicting conditional operation"),
     ("IncorrectState", "pending"),
+    ("InvalidRequest", "must have versioning enabled"),
+    ("InvalidArgument", "Unable to validate"),
 ];
 
+/// A delete refused while a dependency lingers (EC2 API reference, DeleteSecurityGroup and
+/// DeleteSubnet: `DependencyViolation` while network interfaces remain).
+const LINGERING: &[&str] = &[
+    "DependencyViolation",
+    "OriginAccessControlInUse",
+    "InvalidDBSubnetGroupStateFault",
+    "ScalingActivityInProgress",
+    "ResourceInUse",
+];
+
+/// A create refused because the object (its name) exists. `BucketAlreadyExists` is not here:
+/// that name belongs to another account.
+const ALREADY_EXISTS: &[&str] = &[
+    "EntityAlreadyExists",
+    "AlreadyExists",
+    "AlreadyExistsException",
+    "BucketAlreadyOwnedByYou",
+    "InvalidGroup.Duplicate",
+    "DBInstanceAlreadyExists",
+    "DBSubnetGroupAlreadyExists",
+    "ResourceAlreadyExistsException",
+    "ResourceExistsException",
+    "OriginAccessControlAlreadyExists",
+    "DistributionAlreadyExists",
+    "InvalidLaunchTemplateName.AlreadyExistsException",
+];
+
+/// Whether `code` says an object does not exist (EC2's `InvalidVpcID.NotFound`, IAM's
+/// `NoSuchEntity`, S3's `NoSuchBucket`, ...).
+fn is_not_found(code: &str) -> bool {
+    code.ends_with(".NotFound")
+        || code.ends_with("NotFound")
+        || code.ends_with("NotFoundException")
+        || code.ends_with("NotFoundFault")
+        || code.starts_with("NoSuch")
+}
+
 pub fn classify(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
-    if IN_PROGRESS.iter().any(|(c, m)| *c == code && message.contains(m)) {
-        return ErrorClass::Transient;
-    }
-    if PROPAGATION.iter().any(|(c, m)| *c == code && message.contains(m)) {
+    let has = |table: &[(&str, &str)]| table.iter().any(|(c, m)| *c == code && message.contains(m));
+    if has(NOT_YET_VISIBLE) {
+        ErrorClass::NotYetVisible
+    } else if has(PROPAGATION) {
         ErrorClass::Propagation
-    } else if THROTTLING.contains(&code) || status.is_some_and(|s| s >= 500) {
+    } else if THROTTLING.contains(&code) || status == Some(429) {
+        ErrorClass::Throttled
+    } else if SERVER_FAULTS.contains(&code) || status.is_some_and(|s| s >= 500) {
         ErrorClass::Transient
+    } else if LINGERING.contains(&code) {
+        ErrorClass::Lingering
+    } else if ALREADY_EXISTS.contains(&code)
+        || (code == "ResourceConflictException" && message.contains("already exist"))
+    {
+        ErrorClass::AlreadyExists
+    } else if is_not_found(code) {
+        // A read that expects "absent" maps these itself (`absent_on`); anywhere else it is an
+        // id tap was just given that another call cannot see yet.
+        ErrorClass::NotYetVisible
     } else {
         ErrorClass::Fatal
     }
@@ -83,14 +147,12 @@ where
             DisplayErrorContext(&e).to_string(),
             ErrorClass::Transient,
         ),
-        SdkError::ResponseError(_) => {
-            let class = if status.is_some_and(|s| s >= 500) {
-                ErrorClass::Transient
-            } else {
-                ErrorClass::Fatal
-            };
-            ("ResponseError".into(), DisplayErrorContext(&e).to_string(), class)
-        }
+        // The response was cut off or unreadable: the request may have run.
+        SdkError::ResponseError(_) => (
+            "ResponseError".into(),
+            DisplayErrorContext(&e).to_string(),
+            ErrorClass::Transient,
+        ),
         _ => ("Unknown".into(), DisplayErrorContext(&e).to_string(), ErrorClass::Fatal),
     };
     NodeError {
@@ -145,9 +207,27 @@ mod tests {
     fn classes() {
         assert_eq!(
             classify("ThrottlingException", "Rate exceeded", Some(400)),
-            ErrorClass::Transient
+            ErrorClass::Throttled
         );
         assert_eq!(classify("Whatever", "", Some(503)), ErrorClass::Transient);
+        assert_eq!(
+            classify("InvalidVpcID.NotFound", "", Some(400)),
+            ErrorClass::NotYetVisible
+        );
+        assert_eq!(classify("DependencyViolation", "", Some(400)), ErrorClass::Lingering);
+        assert_eq!(
+            classify("InvalidGroup.Duplicate", "", Some(400)),
+            ErrorClass::AlreadyExists
+        );
+        assert_eq!(classify("BucketAlreadyExists", "", Some(409)), ErrorClass::Fatal);
+        assert_eq!(
+            classify(
+                "InvalidRequest",
+                "Destination bucket must have versioning enabled.",
+                Some(400)
+            ),
+            ErrorClass::NotYetVisible
+        );
         assert_eq!(
             classify(
                 "InvalidParameterValueException",

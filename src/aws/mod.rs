@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::RetryConfig;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use std::collections::HashMap;
@@ -88,6 +89,49 @@ impl Intercept for Recorder {
     }
 }
 
+/// The one retry layer for throttling, 5xx and network errors of every call: the SDK's standard
+/// strategy (exponential backoff with full jitter, a shared retry quota), with this budget.
+/// Creates without an idempotency token opt out per call ([`no_retry_ec2`], [`no_retry_kms`]):
+/// the driver's create protocol looks the object up instead of sending them blindly again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryBudget {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryBudget {
+    /// Eight attempts (the SDK's default is three): a brownout of a region's API under a
+    /// 67-node deploy should cost a few seconds, not the run. At most about a minute per call.
+    fn default() -> Self {
+        RetryBudget {
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryBudget {
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+}
+
+/// Per-call override: no SDK retry (a create that carries no idempotency token).
+pub fn no_retry_ec2() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// Per-call override: no SDK retry (KMS CreateKey carries no idempotency token).
+pub fn no_retry_kms() -> aws_sdk_kms::config::Builder {
+    aws_sdk_kms::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
 /// How to reach AWS.
 #[derive(Clone, Debug, Default)]
 pub struct Connection {
@@ -97,6 +141,8 @@ pub struct Connection {
     pub test_credentials_fallback: bool,
     /// Print every AWS call (`-vv`).
     pub verbose: bool,
+    /// Retries of throttling, 5xx and network errors (tests shorten the backoff).
+    pub retry: RetryBudget,
 }
 
 macro_rules! clients {
@@ -158,7 +204,15 @@ pub struct Aws {
 
 impl Aws {
     pub async fn connect(conn: &Connection, home_region: &str) -> Aws {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(home_region.to_string()));
+        // An attempt that hangs is abandoned after a minute (and retried as a network error).
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(home_region.to_string()))
+            .retry_config(conn.retry.retry_config())
+            .timeout_config(timeouts);
         if let Some(url) = &conn.endpoint_url {
             loader = loader.endpoint_url(url);
         }

@@ -1,5 +1,7 @@
 //! The engine: graph, scheduler, state, plan and reconcile driver. Free of AWS types.
 
+pub mod cancel;
+pub mod create;
 pub mod graph;
 pub mod policy;
 pub mod reconcile;

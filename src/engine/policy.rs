@@ -12,12 +12,6 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Throttling, 5xx, connection errors (on top of the SDK's own three attempts).
-    pub const TRANSIENT: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        initial_backoff: Duration::from_secs(1),
-        max_backoff: Duration::from_secs(20),
-    };
     /// IAM eventual consistency: a role or instance profile refused right after creation.
     /// About two minutes in all.
     pub const PROPAGATION: RetryPolicy = RetryPolicy {
@@ -25,10 +19,59 @@ impl RetryPolicy {
         initial_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(15),
     };
+    /// A just-created object not yet visible (`*.NotFound` for an id tap was just given; EC2's
+    /// API reference, "Eventual consistency": seconds, occasionally minutes). About 90 s.
+    pub const NOT_YET_VISIBLE: RetryPolicy = RetryPolicy {
+        max_attempts: 12,
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(10),
+    };
+    /// A delete refused while dependencies linger: ENIs of a deleted Lambda function, RDS
+    /// instance or Auto Scaling group keep a security group or subnet in use for minutes
+    /// (`DependencyViolation`; Lambda's guide says up to 20 minutes for Hyperplane ENIs, commonly
+    /// a few). About 10 minutes.
+    pub const LINGERING: RetryPolicy = RetryPolicy {
+        max_attempts: 24,
+        initial_backoff: Duration::from_secs(5),
+        max_backoff: Duration::from_secs(30),
+    };
+    /// A create call that carries no idempotency token: throttled (refused, so sent again) or of
+    /// unknown outcome (looked up, then sent again only if the object is not there).
+    pub const CREATE: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(20),
+    };
+    /// Looking for an object whose create had an unknown outcome: listings are eventually
+    /// consistent too, so look a few times before concluding it was not created.
+    pub const LOOK_UP: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_secs(2),
+        max_backoff: Duration::from_secs(4),
+    };
 
-    /// Backoff before attempt `attempt + 1` (attempt counts from 1).
+    /// Backoff before attempt `attempt + 1` (attempt counts from 1), without jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
         exp_backoff(self.initial_backoff, self.max_backoff, attempt)
+    }
+
+    /// The backoff with "equal jitter": between half and all of [`Self::backoff`], so that nodes
+    /// refused at once do not come back at once.
+    pub fn jittered(&self, attempt: u32) -> Duration {
+        let b = self.backoff(attempt);
+        let mut r = [0u8; 4];
+        getrandom::fill(&mut r).expect("OS random source");
+        let f = f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX);
+        b.mul_f64(0.5 + 0.5 * f)
+    }
+
+    /// The same policy with every duration multiplied by `factor` (tests shorten budgets).
+    pub fn scaled(&self, factor: f64) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff.mul_f64(factor),
+            max_backoff: self.max_backoff.mul_f64(factor),
+        }
     }
 }
 
@@ -80,12 +123,20 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let p = RetryPolicy::TRANSIENT;
+        let p = RetryPolicy::CREATE;
         assert_eq!(p.backoff(1), Duration::from_secs(1));
         assert_eq!(p.backoff(2), Duration::from_secs(2));
         assert_eq!(p.backoff(5), Duration::from_secs(16));
         assert_eq!(p.backoff(6), Duration::from_secs(20));
         assert_eq!(p.backoff(60), Duration::from_secs(20));
+        for a in 1..8 {
+            let j = p.jittered(a);
+            assert!(j >= p.backoff(a) / 2 && j <= p.backoff(a), "{j:?}");
+        }
+        // The eventual-consistency budgets: about 90 s and 10 minutes.
+        let total = |p: RetryPolicy| (1..p.max_attempts).map(|a| p.backoff(a)).sum::<Duration>();
+        assert_eq!(total(RetryPolicy::NOT_YET_VISIBLE), Duration::from_secs(85));
+        assert!(total(RetryPolicy::LINGERING) >= Duration::from_secs(600));
         let w = WaitPolicy::minutes(1).scaled(0.5);
         assert_eq!(w.max_wait, Duration::from_secs(30));
         assert_eq!(w.delay(1), Duration::from_millis(500));

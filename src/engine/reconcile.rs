@@ -1,6 +1,12 @@
 //! One node's reconcile step: read the live object, then create, update, replace, delete or
 //! leave it. Retries and waits follow the policies in `policy`; every transition is saved.
+//!
+//! Retries: throttling and 5xx answers of ordinary calls are retried by the SDK (one layer, with
+//! jitter and a bounded budget, `aws::RetryBudget`); `Driver::call` retries only the
+//! eventual-consistency classes, each with its own budget; creates follow the protocol in
+//! `create`.
 
+use crate::engine::cancel::Cancel;
 use crate::engine::policy::{RetryPolicy, WaitPolicy};
 use crate::engine::resource::{Change, ErrorClass, Live, NodeCx, NodeError, Props, Readiness, Resource, diff};
 use crate::engine::scheduler::Progress;
@@ -62,8 +68,12 @@ pub struct Driver {
     pub wait_scale: f64,
     /// Print a line for each retry.
     pub echo: bool,
+    /// Set on Ctrl-C: retries and waits stop at their next sleep.
+    pub cancel: Cancel,
     /// Attrs of nodes known in this run (seeded from state), for dependents.
     attrs: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Twins found (plan) or deleted (deploy, destroy), by node: their physical ids.
+    twins: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl Driver {
@@ -76,7 +86,50 @@ impl Driver {
             allow_replace,
             wait_scale: 1.0,
             echo: true,
+            cancel: Cancel::default(),
             attrs: Mutex::new(attrs),
+            twins: Mutex::default(),
+        }
+    }
+
+    /// Twins by node: found by a plan, deleted by a deploy or destroy.
+    pub fn twins(&self) -> BTreeMap<String, Vec<String>> {
+        self.twins.lock().expect("twins lock").clone()
+    }
+
+    /// The retry budget of an error class that `call` retries (scaled like the waits).
+    pub(crate) fn policy_for(&self, class: ErrorClass) -> Option<RetryPolicy> {
+        let p = match class {
+            ErrorClass::Propagation => RetryPolicy::PROPAGATION,
+            ErrorClass::NotYetVisible => RetryPolicy::NOT_YET_VISIBLE,
+            ErrorClass::Lingering => RetryPolicy::LINGERING,
+            // Throttled and Transient were retried by the SDK already; the rest will not change.
+            ErrorClass::Fatal | ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::AlreadyExists => {
+                return None;
+            }
+        };
+        Some(p.scaled(self.wait_scale))
+    }
+
+    /// Sleeps before retry `attempt` of `e`, showing why; `Err` when the run is interrupted.
+    pub(crate) async fn back_off(
+        &self,
+        cx: &NodeCx,
+        e: &NodeError,
+        policy: RetryPolicy,
+        attempt: u32,
+    ) -> Result<(), NodeError> {
+        let delay = policy.jittered(attempt);
+        self.progress.set_status(
+            cx.id(),
+            &format!("retrying {} after {} ({attempt}/{})", e.op, e.code, policy.max_attempts),
+        );
+        if self.echo {
+            eprintln!("  {}: {} ({}), retry {attempt} in {delay:.1?}", cx.id(), e.op, e.code);
+        }
+        match self.cancel.sleep(delay).await {
+            true => Ok(()),
+            false => Err(NodeError::interrupted(e.op.clone())),
         }
     }
 
@@ -95,7 +148,8 @@ impl Driver {
         };
     }
 
-    /// One AWS operation, holding a permit per attempt; retryable errors back off per policy.
+    /// One AWS operation, holding a permit per attempt; eventual-consistency refusals are retried
+    /// per their policy (the SDK has already retried throttling and 5xx).
     pub async fn call<T, F, Fut>(&self, cx: &NodeCx, mut f: F) -> Result<T, NodeError>
     where
         F: FnMut() -> Fut,
@@ -112,23 +166,10 @@ impl Driver {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            let policy = match e.class {
-                ErrorClass::Fatal => return Err(e),
-                ErrorClass::Transient => RetryPolicy::TRANSIENT,
-                ErrorClass::Propagation => RetryPolicy::PROPAGATION,
-            };
-            if attempt >= policy.max_attempts {
-                return Err(e);
+            match self.policy_for(e.class) {
+                Some(p) if attempt < p.max_attempts => self.back_off(cx, &e, p, attempt).await?,
+                _ => return Err(e),
             }
-            let delay = policy.backoff(attempt);
-            self.progress.set_status(
-                cx.id(),
-                &format!("retrying {} after {} ({attempt}/{})", e.op, e.code, policy.max_attempts),
-            );
-            if self.echo {
-                eprintln!("  {}: {} ({}), retry {attempt} in {delay:?}", cx.id(), e.op, e.code);
-            }
-            tokio::time::sleep(delay).await;
         }
     }
 
@@ -160,13 +201,26 @@ impl Driver {
                         ));
                     }
                     self.progress.set_status(cx.id(), &format!("waiting for {what}: {s}"));
-                    tokio::time::sleep(policy.delay(poll).min(policy.max_wait - waited)).await;
+                    if !self
+                        .cancel
+                        .sleep(policy.delay(poll).min(policy.max_wait - waited))
+                        .await
+                    {
+                        return Err(NodeError::interrupted(format!("wait for {what}")));
+                    }
                 }
             }
         }
     }
 
-    fn record(&self, cx: &NodeCx, live: &Live, props: Props, status: NodeStatus) -> Result<(), NodeError> {
+    pub(crate) fn record(&self, cx: &NodeCx, live: &Live, props: Props, status: NodeStatus) -> Result<(), NodeError> {
+        // The generation carries over; the token only while the create is unfinished.
+        let prev = self.store.get(cx.id());
+        let generation = prev.as_ref().map_or(0, |p| p.generation);
+        let token = match status {
+            NodeStatus::Creating => prev.and_then(|p| p.token),
+            _ => None,
+        };
         self.store.put(
             cx.id(),
             NodeState {
@@ -179,18 +233,22 @@ impl Driver {
                 status,
                 error: None,
                 updated_at: now(),
+                generation,
+                token,
             },
         )
     }
 
     fn fail(&self, cx: &NodeCx, e: NodeError) -> NodeError {
-        if !cx.planning {
+        // An interrupted node keeps the status it had (creating, deleting...): the next run
+        // resumes it from there.
+        if !cx.planning && !e.is_interrupted() {
             self.store.mark_failed(cx.id(), cx.node.kind, &cx.region, &e);
         }
         e
     }
 
-    async fn read(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+    pub(crate) async fn read(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let live = self.call(cx, || r.read(cx)).await?;
         if let Some(l) = &live
             && l.owned_by(&cx.inputs.env, cx.id()) == Some(false)
@@ -215,6 +273,14 @@ impl Driver {
         let live = self.read(r, cx).await?;
         let desired = r.desired(cx).await?;
         self.set_attrs(cx.id(), live.as_ref().map(|l| l.attrs.clone()));
+        if let Some(l) = &live
+            && !l.twins.is_empty()
+        {
+            self.twins
+                .lock()
+                .expect("twins lock")
+                .insert(cx.id().to_string(), l.twins.clone());
+        }
         Ok(match live {
             None => Action::Create,
             Some(l) => self.classify(r, diff(&desired, &l.props)),
@@ -242,7 +308,26 @@ impl Driver {
 
     async fn deploy_inner(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
         let desired = r.desired(cx).await?;
-        let live = self.read(r, cx).await?;
+        let mut live = self.read(r, cx).await?;
+        if let Some(l) = &live {
+            self.delete_twins(r, cx, l).await?;
+        }
+        if let Some(l) = &live
+            && let Some(prior) = cx.prior.as_ref().filter(|p| p.status != NodeStatus::Ready)
+        {
+            // A run that stopped half-way (crash, Ctrl-C, failure): finish what it began, and
+            // let an object still transitioning settle before dependents use it.
+            if prior.status == NodeStatus::Creating {
+                self.call(cx, || r.after_create(cx, l, &desired)).await?;
+            }
+            self.wait(cx, r.wait_policy(), "readiness", || r.ready(cx, l)).await?;
+            live = self.call(cx, || r.read(cx)).await?.or(live);
+        } else if let Some(l) = &live
+            && cx.prior.is_none()
+        {
+            // Adopted (state lost): it may still be transitioning.
+            self.wait(cx, r.wait_policy(), "readiness", || r.ready(cx, l)).await?;
+        }
         let (action, live) = match live {
             None => (Action::Create, self.create(r, cx, &desired).await?),
             Some(l) => match self.classify(r, diff(&desired, &l.props)) {
@@ -281,16 +366,25 @@ impl Driver {
         Ok(action)
     }
 
-    async fn create(&self, r: &dyn Resource, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError> {
-        self.progress.set_status(cx.id(), "creating");
-        let live = self.call(cx, || r.create(cx, desired)).await?;
-        self.record(cx, &live, desired.clone(), NodeStatus::Creating)?;
-        self.wait(cx, r.wait_policy(), "creation", || r.ready(cx, &live))
-            .await?;
-        Ok(live)
+    /// Deletes the other objects that carry this node's ownership tags.
+    async fn delete_twins(&self, r: &dyn Resource, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        for id in &live.twins {
+            self.progress.set_status(cx.id(), &format!("deleting twin {id}"));
+            self.call(cx, || r.delete_twin(cx, id)).await?;
+            if self.echo {
+                eprintln!("  {}: deleted twin {id} (kept {})", cx.id(), live.physical_id);
+            }
+        }
+        if !live.twins.is_empty() {
+            self.twins
+                .lock()
+                .expect("twins lock")
+                .insert(cx.id().to_string(), live.twins.clone());
+        }
+        Ok(())
     }
 
-    async fn delete_and_wait(&self, r: &dyn Resource, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+    pub(crate) async fn delete_and_wait(&self, r: &dyn Resource, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
         self.record(
             cx,
             live,
@@ -330,6 +424,7 @@ impl Driver {
                     props: prior.props.clone(),
                     attrs: prior.attrs.clone(),
                     tags: None,
+                    twins: vec![],
                 };
                 self.delete_and_wait(r, cx, &live).await?;
             }
@@ -351,6 +446,7 @@ impl Driver {
                     });
                 }
                 Some(l) => {
+                    self.delete_twins(r, cx, &l).await?;
                     self.delete_and_wait(r, cx, &l).await?;
                     Action::Delete
                 }
@@ -396,6 +492,7 @@ mod tests {
             prior: None,
             deps: BTreeMap::new(),
             planning: false,
+            token: None,
         }
     }
 
@@ -423,8 +520,12 @@ mod tests {
             .await;
         assert_eq!(r, Ok(7));
         assert_eq!(n.load(Ordering::SeqCst), 4);
-        // 2 s, 4 s, 8 s of backoff (PROPAGATION), in paused time.
-        assert_eq!(t0.elapsed(), Duration::from_secs(14));
+        // 2 s, 4 s, 8 s of backoff (PROPAGATION), each jittered down to half at most.
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(7) && waited <= Duration::from_secs(14),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

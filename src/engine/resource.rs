@@ -25,6 +25,9 @@ pub struct Live {
     pub attrs: BTreeMap<String, String>,
     /// The object's tags, for kinds that take tags.
     pub tags: Option<BTreeMap<String, String>>,
+    /// Physical ids of other objects carrying this node's ownership tags (e.g. a create whose
+    /// response was lost, sent again by an older tap). Deploy and destroy delete them.
+    pub twins: Vec<String>,
 }
 
 impl Live {
@@ -49,6 +52,11 @@ impl Live {
 
     pub fn prop(mut self, k: &str, v: impl Into<Value>) -> Live {
         self.props.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn twins(mut self, twins: Vec<String>) -> Live {
+        self.twins = twins;
         self
     }
 
@@ -79,14 +87,27 @@ pub enum Readiness {
     Failed(String),
 }
 
+/// What an error means for retrying. The SDK retries `Throttled` and `Transient` errors of
+/// ordinary calls (the one layer for those); the driver retries the eventual-consistency classes
+/// with their own budgets, and runs the create protocol on `Transient` and `AlreadyExists`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Validation, access denied, conflicts: retrying will not help.
     Fatal,
-    /// Throttling, 5xx, network.
+    /// Refused before it ran (throttling): sending it again is safe.
+    Throttled,
+    /// Outcome unknown (5xx, timeout, connection lost): the call may have run.
     Transient,
     /// IAM eventual consistency: a just-created role or profile is not usable yet.
     Propagation,
+    /// A just-created object not yet visible to another call (`*.NotFound`), or a service that
+    /// cannot validate a fresh dependency yet (S3 replication, notifications).
+    NotYetVisible,
+    /// A delete refused while something that used the object lingers (`DependencyViolation`,
+    /// ENIs of a deleted function or instance, `OriginAccessControlInUse`).
+    Lingering,
+    /// A create refused because the name is taken: adopt it if it is ours.
+    AlreadyExists,
 }
 
 /// An error of one node: the operation, the AWS error code and message.
@@ -107,7 +128,19 @@ impl NodeError {
             class: ErrorClass::Fatal,
         }
     }
+
+    /// The run was interrupted (Ctrl-C) while this node was in flight.
+    pub fn interrupted(op: impl Into<String>) -> NodeError {
+        NodeError::fatal(op, INTERRUPTED, "interrupted; the next run resumes this node")
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.code == INTERRUPTED
+    }
 }
+
+/// The code of [`NodeError::interrupted`].
+pub const INTERRUPTED: &str = "Interrupted";
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,6 +162,9 @@ pub struct NodeCx {
     pub deps: BTreeMap<String, BTreeMap<String, String>>,
     /// Plan mode: a dependency value that does not exist yet reads as [`KNOWN_AFTER_APPLY`].
     pub planning: bool,
+    /// While creating: the idempotency token of this create (same for every retry of it and for
+    /// a rerun after a crash; new only for a new generation of the object).
+    pub token: Option<String>,
 }
 
 impl NodeCx {
@@ -145,6 +181,15 @@ impl NodeCx {
         self.inputs.tags(&self.node.id)
     }
 
+    /// The create's idempotency token, at most `max` characters (APIs differ: 64 for EC2).
+    pub fn token(&self, max: usize) -> String {
+        let t = self
+            .token
+            .clone()
+            .unwrap_or_else(|| token_for(&self.inputs.env, self.id(), 0));
+        t.chars().take(max).collect()
+    }
+
     /// Attribute `key` of dependency `dep`.
     pub fn attr(&self, dep: &str, key: &str) -> Result<String, NodeError> {
         match self.deps.get(dep).and_then(|a| a.get(key)) {
@@ -157,6 +202,17 @@ impl NodeCx {
             )),
         }
     }
+}
+
+/// The idempotency token of generation `generation` of node `id` in env `env`: a hash, so that
+/// every retry and a rerun after a crash send the same one.
+pub fn token_for(env: &str, id: &str, generation: u32) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("tap\0{env}\0{id}\0{generation}"));
+    format!(
+        "tap-{}",
+        h.iter().take(24).map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// One property that differs: live `old`, desired `new`.
@@ -212,8 +268,21 @@ pub trait Resource: Send + Sync {
     /// Finds the live object: by the physical id in state, then by SPEC name or tags.
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError>;
 
-    /// Creates it, with its tags in the create call where the API allows.
+    /// Creates it: the one create call, with its tags where the API allows and the idempotency
+    /// token `cx.token(..)` where it takes one. Its outcome may be unknown (a lost response): the
+    /// driver then looks for the object with `read` before creating again.
     async fn create(&self, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError>;
+
+    /// Idempotent follow-up steps of a create (attributes, policies, ...). A failure here retries
+    /// these steps, never the create call.
+    async fn after_create(&self, _cx: &NodeCx, _live: &Live, _desired: &Props) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    /// Deletes a twin: another object carrying this node's ownership tags.
+    async fn delete_twin(&self, cx: &NodeCx, physical_id: &str) -> Result<(), NodeError> {
+        self.delete(cx, &Live::new(physical_id)).await
+    }
 
     /// Makes the properties in `changed` match `desired`.
     async fn update(

@@ -1,6 +1,7 @@
 //! Dispatches every node the moment its prerequisites are done (no level barrier). A failed
 //! node blocks only what depends on it; everything else still runs. Each node runs exactly once.
 
+use crate::engine::cancel::Cancel;
 use crate::engine::graph::Graph;
 use crate::engine::resource::NodeError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +25,13 @@ pub enum NodeResult<O> {
     Failed(NodeError),
     /// Not run because a prerequisite failed (named).
     Blocked(String),
+    /// Not started, or stopped after the grace period, because the run was interrupted.
+    Interrupted,
 }
+
+/// After Ctrl-C, how long in-flight nodes may take to finish their calls or reach their next
+/// wait before they are stopped (their state is saved at every transition).
+pub const GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct NodeReport<O> {
@@ -81,12 +88,14 @@ impl Progress {
 }
 
 /// Runs `work` for every node of `graph` in dependency order. `every` > 0 prints a progress
-/// line to stderr at that interval while nodes are in flight.
+/// line to stderr at that interval while nodes are in flight. Once `cancel` is set no node
+/// starts; nodes in flight get [`GRACE`] to finish, then are stopped.
 pub async fn run<O, W, Fut>(
     graph: &Graph,
     direction: Direction,
     progress: Arc<Progress>,
     every: Duration,
+    cancel: &Cancel,
     work: W,
 ) -> Vec<NodeReport<O>>
 where
@@ -126,14 +135,25 @@ where
     let mut reports = Vec::new();
     let mut blocked: BTreeMap<String, String> = BTreeMap::new();
     let mut tasks: JoinSet<(String, Instant, Result<O, NodeError>)> = JoinSet::new();
-    let spawn = |id: String, tasks: &mut JoinSet<_>| {
+    let mut running: BTreeMap<tokio::task::Id, (String, Instant)> = BTreeMap::new();
+    let spawn = |id: String, tasks: &mut JoinSet<_>, running: &mut BTreeMap<_, _>, reports: &mut Vec<NodeReport<O>>| {
+        if cancel.is_set() {
+            reports.push(NodeReport {
+                id,
+                result: NodeResult::Interrupted,
+                elapsed: Duration::ZERO,
+            });
+            return;
+        }
         progress.start(&id);
         let fut = work(id.clone());
-        tasks.spawn(async move {
-            let t0 = Instant::now();
+        let t0 = Instant::now();
+        let task_id = id.clone();
+        let h = tasks.spawn(async move {
             let r = fut.await;
-            (id, t0, r)
+            (task_id, t0, r)
         });
+        running.insert(h.id(), (id, t0));
     };
     let ready: Vec<String> = prereqs
         .iter()
@@ -141,12 +161,43 @@ where
         .map(|(k, _)| k.clone())
         .collect();
     for id in ready {
-        spawn(id, &mut tasks);
+        spawn(id, &mut tasks, &mut running, &mut reports);
     }
-    while let Some(joined) = tasks.join_next().await {
-        let (id, t0, result) = joined.expect("node task panicked");
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let joined = tokio::select! {
+            j = tasks.join_next_with_id() => match j {
+                Some(j) => j,
+                None => break,
+            },
+            _ = cancel.cancelled(), if deadline.is_none() => {
+                deadline = Some(Instant::now() + GRACE);
+                continue;
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                tasks.abort_all();
+                deadline = Some(Instant::now() + Duration::from_secs(3600));
+                continue;
+            }
+        };
+        let (id, t0, result) = match joined {
+            Ok((_, r)) => r,
+            Err(e) if e.is_cancelled() => {
+                let (id, t0) = running.remove(&e.id()).expect("aborted task was running");
+                progress.finish(&id);
+                reports.push(NodeReport {
+                    id: id.clone(),
+                    result: NodeResult::Interrupted,
+                    elapsed: t0.elapsed(),
+                });
+                continue;
+            }
+            Err(e) => panic!("node task panicked: {e}"),
+        };
+        running.retain(|_, (i, _)| *i != id);
         progress.finish(&id);
-        let ok = result.is_ok();
+        // Once interrupted, what follows is reported as interrupted, not as blocked.
+        let ok = result.is_ok() || cancel.is_set();
         reports.push(NodeReport {
             id: id.clone(),
             result: match result {
@@ -163,7 +214,7 @@ where
             p.remove(&id);
             if p.is_empty() {
                 match blocked.get(&succ) {
-                    None => spawn(succ, &mut tasks),
+                    None => spawn(succ, &mut tasks, &mut running, &mut reports),
                     Some(by) => {
                         // Propagate the block to its successors in turn.
                         let by = by.clone();
@@ -175,6 +226,15 @@ where
     }
     if let Some(t) = ticker {
         t.abort();
+    }
+    // Nodes whose prerequisites were stopped by an interruption never became ready.
+    let seen: BTreeSet<String> = reports.iter().map(|r| r.id.clone()).collect();
+    for id in prereqs.keys().filter(|id| !seen.contains(*id)) {
+        reports.push(NodeReport {
+            id: id.clone(),
+            result: NodeResult::Interrupted,
+            elapsed: Duration::ZERO,
+        });
     }
     reports
 }
@@ -230,6 +290,7 @@ mod tests {
             Direction::Forward,
             Arc::default(),
             Duration::ZERO,
+            &Cancel::default(),
             move |id: String| {
                 let log = l2.clone();
                 async move {
@@ -259,6 +320,7 @@ mod tests {
             Direction::Forward,
             Arc::default(),
             Duration::ZERO,
+            &Cancel::default(),
             |id: String| async move {
                 if id == "primary/b" {
                     Err(NodeError::fatal("CreateThing", "ValidationError", "no"))
@@ -286,6 +348,7 @@ mod tests {
             Direction::Reverse,
             Arc::default(),
             Duration::ZERO,
+            &Cancel::default(),
             move |id: String| {
                 let o = o2.clone();
                 async move {

@@ -39,6 +39,17 @@ pub struct NodeState {
     /// The last error, with the AWS operation and code, when status is `failed`.
     pub error: Option<String>,
     pub updated_at: String,
+    /// How many times tap has set out to create this node's object (the idempotency token is
+    /// derived from it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+    /// The idempotency token of a create in progress, recorded before the create call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,6 +284,8 @@ mod tests {
                 status: NodeStatus::Ready,
                 error: None,
                 updated_at: "2026-01-01T00:00:00Z".into(),
+                generation: 0,
+                token: None,
             },
         );
         s

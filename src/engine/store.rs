@@ -68,6 +68,8 @@ impl StateStore {
                 status: NodeStatus::Failed,
                 error: None,
                 updated_at: now.clone(),
+                generation: 0,
+                token: None,
             });
             e.status = NodeStatus::Failed;
             e.error = Some(err.to_string());

@@ -129,7 +129,7 @@ impl Resource for Asg {
             .set_tags(Some(asg_tags(cx)))
             .send()
             .await
-            .ok_on("CreateAutoScalingGroup", &["AlreadyExists"])?;
+            .op("CreateAutoScalingGroup")?;
         self.read(cx).await?.ok_or_else(|| {
             NodeError::fatal(
                 "DescribeAutoScalingGroups",

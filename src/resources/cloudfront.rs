@@ -374,7 +374,9 @@ impl Resource for CloudFront {
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
         let cf = self.0.cloudfront(&cx.region);
-        let reference = format!("tap-{}-{}", cx.inputs.env, chrono::Utc::now().timestamp_millis());
+        // CallerReference is CloudFront's idempotency token: the same for every retry of this
+        // create and for a rerun after a crash, so a lost response never makes a second one.
+        let reference = cx.token(128);
         let send = |d: Props| {
             let cfg = DistributionConfigWithTags::builder()
                 .distribution_config(config(cx, &d, &reference, true))

@@ -123,25 +123,52 @@ pub enum Lookup {
     Tags(Vec<Filter>),
 }
 
-/// Finds the node's object: by the id in state, then (id gone or not ours) by ownership tags.
+/// The node's object and its twins (other objects carrying its ownership tags).
+pub struct Found<T> {
+    pub object: T,
+    pub twins: Vec<String>,
+}
+
+/// Finds the node's object: the one with the id in state if it is still ours, else one found by
+/// ownership tags. Every other object carrying the tags is a twin (a create sent twice, by an
+/// older tap or by hand); when state names none of them, the one with the lowest id is kept
+/// (EC2 gives most kinds no creation time, so the choice is deterministic rather than oldest).
 /// Candidates are checked client-side with [`owns`].
-pub async fn find<T, F, Fut>(cx: &NodeCx, tags_of: fn(&T) -> &[Tag], describe: F) -> Result<Option<T>, NodeError>
+pub async fn find<T, F, Fut>(
+    cx: &NodeCx,
+    tags_of: fn(&T) -> &[Tag],
+    id_of: fn(&T) -> Option<&str>,
+    describe: F,
+) -> Result<Option<Found<T>>, NodeError>
 where
     F: Fn(Lookup) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<T>, NodeError>>,
 {
-    if let Some(id) = cx.known_id()
-        && let Some(found) = describe(Lookup::Id(id.to_string()))
+    let mut kept = None;
+    if let Some(id) = cx.known_id() {
+        kept = describe(Lookup::Id(id.to_string()))
             .await?
             .into_iter()
-            .find(|o| owns(cx, tags_of(o)))
-    {
-        return Ok(Some(found));
+            .find(|o| owns(cx, tags_of(o)));
     }
-    Ok(describe(Lookup::Tags(owner_filters(cx)))
+    let mut tagged: Vec<T> = describe(Lookup::Tags(owner_filters(cx)))
         .await?
         .into_iter()
-        .find(|o| owns(cx, tags_of(o))))
+        .filter(|o| owns(cx, tags_of(o)))
+        .collect();
+    tagged.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
+    let object = match kept {
+        Some(o) => o,
+        None if tagged.is_empty() => return Ok(None),
+        None => tagged.remove(0),
+    };
+    let keep = id_of(&object).map(str::to_string);
+    let twins = tagged
+        .iter()
+        .filter_map(|o| id_of(o).map(str::to_string))
+        .filter(|i| Some(i) != keep.as_ref())
+        .collect();
+    Ok(Some(Found { object, twins }))
 }
 
 /// The tag specification tap would send for logical id `id` (tests create look-alikes with it).

@@ -228,26 +228,25 @@ impl Resource for IamRole {
         self.describe(cx, &name, inline_name(self.1)).await
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
         let s = self.spec(cx).await?;
-        let iam = self.0.iam(&cx.region);
-        iam.create_role()
+        // Named: a retry after a lost response answers EntityAlreadyExists, and the driver adopts
+        // the role only if it carries this node's tags.
+        self.0
+            .iam(&cx.region)
+            .create_role()
             .role_name(&s.name)
             .assume_role_policy_document(policy::trust(s.service).to_string())
             .set_tags(Some(Self::iam_tags(cx)))
             .send()
             .await
-            .ok_on("CreateRole", &["EntityAlreadyExists"])?;
+            .op("CreateRole")?;
+        Ok(Live::new(&s.name).prop("managed", json!([])))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
         let all: BTreeSet<String> = ["inline", "managed", "instance_profile"].map(String::from).into();
-        let live = Live::new(&s.name).prop("managed", json!([]));
-        self.update(cx, &live, d, &all).await?;
-        self.describe(cx, &s.name, s.inline_name).await?.ok_or_else(|| {
-            NodeError::fatal(
-                "GetRole",
-                "NoSuchEntity",
-                format!("{} missing after CreateRole", s.name),
-            )
-        })
+        self.update(cx, live, d, &all).await
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {

@@ -38,6 +38,7 @@ impl Resource for InternetGateway {
         let found = ec2::find(
             cx,
             |g: &Igw| g.tags(),
+            |g: &Igw| g.internet_gateway_id(),
             |l| {
                 let req = match l {
                     Lookup::Id(id) => ec2.describe_internet_gateways().internet_gateway_ids(id),
@@ -53,23 +54,28 @@ impl Resource for InternetGateway {
             },
         )
         .await?;
-        Ok(found.map(to_live))
+        Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let ec2 = self.0.ec2(&cx.region);
-        let out = ec2
+    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+        // No idempotency token: no SDK retry (the driver looks it up by tags).
+        let out = self
+            .0
+            .ec2(&cx.region)
             .create_internet_gateway()
             .tag_specifications(ec2::tag_spec(cx, ResourceType::InternetGateway))
+            .customize()
+            .config_override(crate::aws::no_retry_ec2())
             .send()
             .await
             .op("CreateInternetGateway")?;
-        let live = to_live(
-            out.internet_gateway
-                .ok_or_else(|| NodeError::fatal("CreateInternetGateway", "EmptyResponse", "no gateway"))?,
-        );
-        self.update(cx, &live, d, &BTreeSet::from(["vpc".to_string()])).await?;
-        Ok(live.prop("vpc", d["vpc"].clone()))
+        Ok(to_live(out.internet_gateway.ok_or_else(|| {
+            NodeError::fatal("CreateInternetGateway", "EmptyResponse", "no gateway")
+        })?))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+        self.update(cx, live, d, &BTreeSet::from(["vpc".to_string()])).await
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
@@ -88,7 +94,7 @@ impl Resource for InternetGateway {
                 .vpc_id(d["vpc"].as_str().unwrap_or_default())
                 .send()
                 .await
-                .op("AttachInternetGateway")?;
+                .ok_on("AttachInternetGateway", &["Resource.AlreadyAssociated"])?;
         }
         if changed.contains("tags") {
             ec2::retag(&self.0, cx, &live.physical_id).await?;

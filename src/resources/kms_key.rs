@@ -191,28 +191,40 @@ impl Resource for KmsKey {
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
         self.ensure_autoscaling_slr(&cx.region).await?;
-        let kms = self.0.kms(&cx.region);
-        let out = kms
+        let policy = key_policy(&self.0.account_id(&cx.region).await?, &cx.region).to_string();
+        // CreateKey takes no idempotency token: no SDK retry; after an unknown outcome the
+        // driver looks for a key tagged for this node first.
+        let out = self
+            .0
+            .kms(&cx.region)
             .create_key()
             .description(d["description"].as_str().unwrap_or_default())
-            .policy(key_policy(&self.0.account_id(&cx.region).await?, &cx.region).to_string())
+            .policy(policy)
             .set_tags(Some(kms_tags(cx)))
+            .customize()
+            .config_override(crate::aws::no_retry_kms())
             .send()
             .await
             .op("CreateKey")?;
-        let id = out.key_metadata.map(|m| m.key_id).unwrap_or_default();
-        kms.enable_key_rotation()
-            .key_id(&id)
+        let m = out
+            .key_metadata
+            .ok_or_else(|| NodeError::fatal("CreateKey", "EmptyResponse", "no key returned"))?;
+        let mut live = Live::new(&m.key_id).attr("id", &m.key_id);
+        if let Some(arn) = m.arn {
+            live = live.arn(arn);
+        }
+        Ok(live)
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, _: &Props) -> Result<(), NodeError> {
+        self.0
+            .kms(&cx.region)
+            .enable_key_rotation()
+            .key_id(&live.physical_id)
             .send()
             .await
-            .op("EnableKeyRotation")?;
-        self.describe(&cx.region, &id).await?.ok_or_else(|| {
-            NodeError::fatal(
-                "DescribeKey",
-                "NotFoundException",
-                format!("key {id} vanished after CreateKey"),
-            )
-        })
+            .op("EnableKeyRotation")
+            .map(|_| ())
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {

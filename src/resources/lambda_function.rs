@@ -135,7 +135,7 @@ impl Resource for LambdaFunction {
             .set_tags(Some(cx.tags().into_iter().collect()))
             .send()
             .await
-            .ok_on("CreateFunction", &["ResourceConflictException"])?;
+            .op("CreateFunction")?;
         self.read(cx).await?.ok_or_else(|| {
             NodeError::fatal(
                 "GetFunction",

@@ -179,6 +179,7 @@ impl Resource for LaunchTemplate {
             .launch_template_name(template_name(cx))
             .launch_template_data(data(d))
             .tag_specifications(ec2::tag_spec(cx, ResourceType::LaunchTemplate))
+            .client_token(cx.token(64))
             .send()
             .await
             .op("CreateLaunchTemplate")?;

@@ -33,6 +33,7 @@ impl Resource for NatEip {
         let found = ec2::find(
             cx,
             |a: &Address| a.tags(),
+            |a: &Address| a.allocation_id(),
             |l| {
                 let req = match l {
                     Lookup::Id(id) => ec2.describe_addresses().allocation_ids(id),
@@ -48,7 +49,7 @@ impl Resource for NatEip {
             },
         )
         .await?;
-        Ok(found.map(eip_live))
+        Ok(found.map(|f| eip_live(f.object).twins(f.twins)))
     }
 
     async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
@@ -58,6 +59,9 @@ impl Resource for NatEip {
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(ec2::tag_spec(cx, ResourceType::ElasticIp))
+            // No idempotency token: no SDK retry (the driver looks it up by tags).
+            .customize()
+            .config_override(crate::aws::no_retry_ec2())
             .send()
             .await
             .op("AllocateAddress")?;
@@ -141,6 +145,7 @@ impl Resource for NatGateway {
         let found = ec2::find(
             cx,
             |g: &Ngw| g.tags(),
+            |g: &Ngw| g.nat_gateway_id(),
             |l| async move {
                 let all = self.describe(cx, l).await?;
                 Ok(all
@@ -150,7 +155,7 @@ impl Resource for NatGateway {
             },
         )
         .await?;
-        Ok(found.map(nat_live))
+        Ok(found.map(|f| nat_live(f.object).twins(f.twins)))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
@@ -161,6 +166,7 @@ impl Resource for NatGateway {
             .subnet_id(d["subnet"].as_str().unwrap_or_default())
             .allocation_id(d["allocation"].as_str().unwrap_or_default())
             .tag_specifications(ec2::tag_spec(cx, ResourceType::Natgateway))
+            .client_token(cx.token(64))
             .send()
             .await
             .op("CreateNatGateway")?;

@@ -99,6 +99,7 @@ impl Resource for RouteTable {
         let found = ec2::find(
             cx,
             |t: &Rt| t.tags(),
+            |t: &Rt| t.route_table_id(),
             |l| {
                 let req = match l {
                     Lookup::Id(id) => ec2.describe_route_tables().route_table_ids(id),
@@ -114,25 +115,29 @@ impl Resource for RouteTable {
             },
         )
         .await?;
-        Ok(found.map(to_live))
+        Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let ec2 = self.0.ec2(&cx.region);
-        let out = ec2
+        // ClientToken: a retry (the SDK's, or a rerun after a crash) returns the same table.
+        let out = self
+            .0
+            .ec2(&cx.region)
             .create_route_table()
             .vpc_id(d["vpc"].as_str().unwrap_or_default())
             .tag_specifications(ec2::tag_spec(cx, ResourceType::RouteTable))
+            .client_token(cx.token(64))
             .send()
             .await
             .op("CreateRouteTable")?;
-        let live = to_live(
-            out.route_table
-                .ok_or_else(|| NodeError::fatal("CreateRouteTable", "EmptyResponse", "no table"))?,
-        );
-        self.update(cx, &live, d, &["routes", "subnets"].map(String::from).into())
-            .await?;
-        self.read_id(cx, &live.physical_id).await
+        Ok(to_live(out.route_table.ok_or_else(|| {
+            NodeError::fatal("CreateRouteTable", "EmptyResponse", "no table")
+        })?))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+        self.update(cx, live, d, &["routes", "subnets"].map(String::from).into())
+            .await
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
@@ -154,7 +159,8 @@ impl Resource for RouteTable {
                 } else {
                     req.gateway_id(target)
                 };
-                req.send().await.op("CreateRoute")?;
+                // A retry after a lost response finds the route made by the first attempt.
+                req.send().await.ok_on("CreateRoute", &["RouteAlreadyExists"])?;
             }
             for dest in have.keys().filter(|k| !want.contains_key(*k)) {
                 self.delete_route(cx, id, dest).await?;
@@ -169,7 +175,7 @@ impl Resource for RouteTable {
                     .subnet_id(s)
                     .send()
                     .await
-                    .op("AssociateRouteTable")?;
+                    .ok_on("AssociateRouteTable", &["Resource.AlreadyAssociated"])?;
             }
             for s in have.difference(&want) {
                 if let Some(aid) = live.attrs.get(&format!("association:{s}")) {
@@ -218,23 +224,6 @@ impl RouteTable {
         req.send()
             .await
             .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])
-    }
-
-    async fn read_id(&self, cx: &NodeCx, id: &str) -> Result<Live, NodeError> {
-        let out = self
-            .0
-            .ec2(&cx.region)
-            .describe_route_tables()
-            .route_table_ids(id)
-            .send()
-            .await
-            .op("DescribeRouteTables")?;
-        out.route_tables
-            .unwrap_or_default()
-            .into_iter()
-            .next()
-            .map(to_live)
-            .ok_or_else(|| NodeError::fatal("DescribeRouteTables", "NotFound", format!("{id} missing after create")))
     }
 }
 

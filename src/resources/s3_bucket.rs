@@ -251,27 +251,39 @@ impl Resource for S3Bucket {
         if cx.region != "us-east-1" {
             conf = conf.location_constraint(BucketLocationConstraint::from(cx.region.as_str()));
         }
+        // BucketAlreadyOwnedByYou: this account made it, under a name only this env uses (a retry
+        // after a lost response, or a crash before state was saved). Any other account's bucket
+        // answers BucketAlreadyExists, which is fatal.
         req.create_bucket_configuration(conf.build())
             .send()
             .await
             .ok_on("CreateBucket", &["BucketAlreadyOwnedByYou"])?;
+        Ok(Live::new(&name).attr("name", &name))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+        let name = &live.physical_id;
         let keys: BTreeSet<String> = d
             .keys()
             .filter(|k| *k != "tags" && *k != "object_ownership")
             .cloned()
             .collect();
-        let live = Live::new(&name);
-        self.update(cx, &live, d, &keys).await?;
-        let missing = || NodeError::fatal("HeadBucket", "NotFound", format!("{name} missing after CreateBucket"));
-        let live = self.describe(cx, &name).await?.ok_or_else(missing)?;
+        self.update(cx, &Live::new(name), d, &keys).await?;
+        let missing = || {
+            NodeError::fatal(
+                "HeadBucket",
+                "NoSuchBucket",
+                format!("{name} missing after CreateBucket"),
+            )
+        };
+        let live = self.describe(cx, name).await?.ok_or_else(missing)?;
         if live.owned_by(&cx.inputs.env, cx.id()) != Some(true) {
             // moto ignores tags in CreateBucketConfiguration (AWS applies them), and keeps the
             // tags of a deleted bucket for a new one of the same name. The bucket was just
             // created here: it is ours.
-            self.put_tags(cx, &name, live.tags.as_ref()).await?;
-            return self.describe(cx, &name).await?.ok_or_else(missing);
+            self.put_tags(cx, name, live.tags.as_ref()).await?;
         }
-        Ok(live)
+        Ok(())
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {

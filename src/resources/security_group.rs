@@ -113,6 +113,7 @@ impl Resource for SecurityGroup {
         let found = ec2::find(
             cx,
             |g: &Sg| g.tags(),
+            |g: &Sg| g.group_id(),
             |l| {
                 let req = match l {
                     Lookup::Id(id) => ec2.describe_security_groups().group_ids(id),
@@ -128,16 +129,19 @@ impl Resource for SecurityGroup {
             },
         )
         .await?;
-        Ok(found.map(to_live))
+        Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let ec2 = self.0.ec2(&cx.region);
         let description = match cx.node.kind {
             "sg-app" => "TAP application instances",
             _ => "TAP database, reachable from the application only",
         };
-        let out = ec2
+        // Named within its VPC: a retry after a lost response answers InvalidGroup.Duplicate,
+        // and the driver adopts the group if it carries this node's tags.
+        let out = self
+            .0
+            .ec2(&cx.region)
             .create_security_group()
             .group_name(group_name(cx))
             .description(description)
@@ -148,23 +152,16 @@ impl Resource for SecurityGroup {
             .op("CreateSecurityGroup")?;
         let id = out.group_id.unwrap_or_default();
         // A new group has the default allow-all egress rule and no ingress.
-        let live = Live::new(&id)
+        Ok(Live::new(&id)
+            .attr("id", &id)
             .prop("ingress", json!([]))
-            .prop("egress", json!([rule("-1", -1, -1, "0.0.0.0/0")]));
-        self.update(cx, &live, d, &["ingress", "egress"].map(String::from).into())
-            .await?;
-        self.read(&NodeCx {
-            prior: None,
-            ..cx.clone()
-        })
-        .await?
-        .ok_or_else(|| {
-            NodeError::fatal(
-                "DescribeSecurityGroups",
-                "NotFound",
-                format!("{id} missing after create"),
-            )
-        })
+            .prop("egress", json!([rule("-1", -1, -1, "0.0.0.0/0")])))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+        // Rules already present (a retry, an adopted group) are answered Duplicate: fine.
+        self.update(cx, live, d, &["ingress", "egress"].map(String::from).into())
+            .await
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
@@ -194,7 +191,7 @@ impl Resource for SecurityGroup {
                         .set_ip_permissions(Some(add))
                         .send()
                         .await
-                        .op("AuthorizeSecurityGroupIngress")?;
+                        .ok_on("AuthorizeSecurityGroupIngress", &["InvalidPermission.Duplicate"])?;
                 }
                 if !remove.is_empty() {
                     ec2.revoke_security_group_ingress()
@@ -202,7 +199,7 @@ impl Resource for SecurityGroup {
                         .set_ip_permissions(Some(remove))
                         .send()
                         .await
-                        .op("RevokeSecurityGroupIngress")?;
+                        .ok_on("RevokeSecurityGroupIngress", &["InvalidPermission.NotFound"])?;
                 }
             } else {
                 if !add.is_empty() {
@@ -211,7 +208,7 @@ impl Resource for SecurityGroup {
                         .set_ip_permissions(Some(add))
                         .send()
                         .await
-                        .op("AuthorizeSecurityGroupEgress")?;
+                        .ok_on("AuthorizeSecurityGroupEgress", &["InvalidPermission.Duplicate"])?;
                 }
                 if !remove.is_empty() {
                     ec2.revoke_security_group_egress()
@@ -219,7 +216,7 @@ impl Resource for SecurityGroup {
                         .set_ip_permissions(Some(remove))
                         .send()
                         .await
-                        .op("RevokeSecurityGroupEgress")?;
+                        .ok_on("RevokeSecurityGroupEgress", &["InvalidPermission.NotFound"])?;
                 }
             }
         }

@@ -70,6 +70,7 @@ impl Resource for Subnet {
         let found = ec2::find(
             cx,
             |s: &Ec2Subnet| s.tags(),
+            |s: &Ec2Subnet| s.subnet_id(),
             |l| {
                 let req = match l {
                     Lookup::Id(id) => ec2.describe_subnets().subnet_ids(id),
@@ -86,31 +87,36 @@ impl Resource for Subnet {
             },
         )
         .await?;
-        Ok(found.map(to_live))
+        Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let ec2 = self.0.ec2(&cx.region);
         let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-        let out = ec2
+        // CreateSubnet takes no idempotency token: no SDK retry (the driver looks it up).
+        let out = self
+            .0
+            .ec2(&cx.region)
             .create_subnet()
             .vpc_id(s("vpc"))
             .cidr_block(s("cidr"))
             .availability_zone(s("az"))
             .tag_specifications(ec2::tag_spec(cx, ResourceType::Subnet))
+            .customize()
+            .config_override(crate::aws::no_retry_ec2())
             .send()
             .await
             .op("CreateSubnet")?;
-        let mut live = to_live(
-            out.subnet
-                .ok_or_else(|| NodeError::fatal("CreateSubnet", "EmptyResponse", "no subnet returned"))?,
-        );
+        Ok(to_live(out.subnet.ok_or_else(|| {
+            NodeError::fatal("CreateSubnet", "EmptyResponse", "no subnet returned")
+        })?))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
         if d["map_public_ip"] == true {
-            self.update(cx, &live, d, &BTreeSet::from(["map_public_ip".to_string()]))
+            self.update(cx, live, d, &BTreeSet::from(["map_public_ip".to_string()]))
                 .await?;
-            live = live.prop("map_public_ip", true);
         }
-        Ok(live)
+        Ok(())
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {

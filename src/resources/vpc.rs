@@ -66,6 +66,7 @@ impl Resource for Vpc {
         let found = ec2::find(
             cx,
             |v: &aws_sdk_ec2::types::Vpc| v.tags(),
+            |v: &aws_sdk_ec2::types::Vpc| v.vpc_id(),
             |l| {
                 let req = match l {
                     Lookup::Id(id) => ec2.describe_vpcs().vpc_ids(id),
@@ -83,29 +84,36 @@ impl Resource for Vpc {
         )
         .await?;
         match found {
-            Some(v) => Ok(Some(self.describe(cx, v).await?)),
+            Some(f) => Ok(Some(self.describe(cx, f.object).await?.twins(f.twins))),
             None => Ok(None),
         }
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let ec2 = self.0.ec2(&cx.region);
-        let out = ec2
+        // CreateVpc takes no idempotency token: no SDK retry; the driver looks it up by tags
+        // after an unknown outcome.
+        let out = self
+            .0
+            .ec2(&cx.region)
             .create_vpc()
             .cidr_block(d["cidr"].as_str().unwrap_or_default())
             .tag_specifications(ec2::tag_spec(cx, ResourceType::Vpc))
+            .customize()
+            .config_override(crate::aws::no_retry_ec2())
             .send()
             .await
             .op("CreateVpc")?;
         let vpc = out
             .vpc
             .ok_or_else(|| NodeError::fatal("CreateVpc", "EmptyResponse", "no VPC returned"))?;
-        let live = Live::new(vpc.vpc_id.clone().unwrap_or_default())
-            .prop("dns_support", true)
-            .prop("dns_hostnames", false);
-        self.update(cx, &live, d, &["dns_support", "dns_hostnames"].map(String::from).into())
-            .await?;
-        self.describe(cx, vpc).await
+        let id = vpc.vpc_id.clone().unwrap_or_default();
+        Ok(Live::new(&id).attr("id", &id).tags(ec2::tag_map_of(vpc.tags())))
+    }
+
+    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+        // A new VPC has DNS support on and hostnames off; set both as desired.
+        self.update(cx, live, d, &["dns_support", "dns_hostnames"].map(String::from).into())
+            .await
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {

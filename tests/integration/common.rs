@@ -46,6 +46,12 @@ pub fn connection() -> Connection {
         endpoint_url: Some(endpoint()),
         test_credentials_fallback: true,
         verbose: false,
+        // Short backoffs: the emulator answers in milliseconds.
+        retry: tap::aws::RetryBudget {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+        },
     }
 }
 

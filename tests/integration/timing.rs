@@ -14,7 +14,7 @@ fn timing_options(env: &str) -> Options {
     o.connection = Connection {
         endpoint_url: Some(timing_endpoint()),
         test_credentials_fallback: true,
-        verbose: false,
+        ..common::connection()
     };
     // Polls every 0.25 s at first (instead of 1 s): the durations here are seconds.
     o.wait_scale = 0.25;

@@ -1,0 +1,263 @@
+"""Fault mode: what real AWS does to a client, injected in front of moto.
+
+Enabled by `emulator.sh start --faults` (TAP_FAULTS). moto answers every call at once, right and
+consistently; AWS throttles, fails with 5xx, loses the responses of calls it executed, is
+eventually consistent and keeps network interfaces alive after their owner is gone. This WSGI
+middleware adds each of those, at rates set per kind, from a seeded random source:
+
+  throttle=R      refuse before executing, with the service's throttling error
+                  (RequestLimitExceeded, Throttling, ThrottlingException, SlowDown, ...)
+  unavailable=R   refuse before executing with 503 ServiceUnavailable
+  lost=R          EXECUTE the request, then lose the response: half of the time the connection is
+                  reset, half of the time a 500 is answered instead of the result
+  consistency=S   for S seconds after an EC2 create, a call naming the new id (VpcId, SubnetId,
+                  GroupId, ... or VpcId.1 in a describe) answers `*.NotFound` (EC2 API reference,
+                  "Eventual consistency in the Amazon EC2 API")
+  linger=S        for S seconds after DeleteDBInstance, DeleteAutoScalingGroup or DeleteFunction
+                  in a region, DeleteSecurityGroup and DeleteSubnet there answer
+                  DependencyViolation (network interfaces of the deleted owner linger; EC2 API
+                  reference, DeleteSecurityGroup; Lambda developer guide, VPC networking)
+  seed=N          the random source's seed
+  only=a|b        restrict throttle/unavailable/lost to these actions (tests of one kind)
+
+e.g. TAP_FAULTS="seed=7,throttle=0.07,unavailable=0.05,lost=0.08,consistency=2,linger=3".
+
+Idempotency as AWS implements it, which moto does not: an EC2 request carrying a ClientToken
+that was seen before, and a CloudFront CreateDistribution with a CallerReference seen before,
+get the first response again instead of being executed twice (EC2 API reference, "Ensuring
+idempotency"; CloudFront API reference, CreateDistribution: CallerReference).
+
+GET /_fault/log lists every injected fault ({t, service, region, action, fault}); GET
+/_fault/config the settings in force; POST /_fault/config with a TAP_FAULTS-style body changes
+them (an empty body turns every fault off).
+"""
+
+import json
+import random
+import re
+import socket
+import threading
+import time
+from urllib.parse import parse_qs
+
+SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/")
+
+THROTTLE = {
+    # service: (http status, code)
+    "ec2": (503, "RequestLimitExceeded"),
+    "s3": (503, "SlowDown"),
+    "lambda": (429, "TooManyRequestsException"),
+}
+JSON_SERVICES = {"kms", "logs", "ssm", "secretsmanager", "lambda"}
+QUERY_SERVICES = {"iam", "rds", "sns", "autoscaling", "sts"}
+
+CREATED_ID = {
+    "CreateVpc": "vpcId",
+    "CreateSubnet": "subnetId",
+    "CreateSecurityGroup": "groupId",
+    "CreateRouteTable": "routeTableId",
+    "CreateInternetGateway": "internetGatewayId",
+    "AllocateAddress": "allocationId",
+    "CreateNatGateway": "natGatewayId",
+}
+ID_PARAM = re.compile(r"^(VpcId|SubnetId|GroupId|RouteTableId|InternetGatewayId|AllocationId|NatGatewayId)(\.\d+)?$")
+NOT_FOUND = {
+    "vpc-": "InvalidVpcID.NotFound",
+    "subnet-": "InvalidSubnetID.NotFound",
+    "sg-": "InvalidGroup.NotFound",
+    "rtb-": "InvalidRouteTableID.NotFound",
+    "igw-": "InvalidInternetGatewayID.NotFound",
+    "eipalloc-": "InvalidAllocationID.NotFound",
+    "nat-": "NatGatewayNotFound",
+}
+LINGER_AFTER = {("rds", "DeleteDBInstance"), ("autoscaling", "DeleteAutoScalingGroup"), ("lambda", "DeleteFunction")}
+LINGER_ON = {"DeleteSecurityGroup", "DeleteSubnet"}
+
+
+def parse(spec):
+    cfg = {"seed": 0, "throttle": 0.0, "unavailable": 0.0, "lost": 0.0, "consistency": 0.0, "linger": 0.0, "only": None}
+    for part in (spec or "").split(","):
+        if "=" not in part:
+            continue
+        k, v = (x.strip() for x in part.split("=", 1))
+        if k == "only":
+            cfg["only"] = set(v.split("|"))
+        elif k == "seed":
+            cfg["seed"] = int(v)
+        elif k in cfg:
+            cfg[k] = float(v)
+    return cfg
+
+
+def error_response(service, status, code, message):
+    """(status line, headers, body) of an AWS error in the service's protocol."""
+    rid = "tap-fault-0000"
+    if service in JSON_SERVICES:
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
+    elif service == "ec2":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error></Errors><RequestID>{rid}</RequestID></Response>").encode()
+        headers = [("Content-Type", "text/xml")]
+    elif service == "s3":
+        body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+        headers = [("Content-Type", "application/xml")]
+    else:
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+                f"</Error><RequestId>{rid}</RequestId></ErrorResponse>").encode()
+        headers = [("Content-Type", "text/xml")]
+    reason = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    return f"{status} {reason.get(status, 'Error')}", headers + [("Content-Length", str(len(body)))], body
+
+
+class Faults:
+    def __init__(self, app, spec):
+        self.app = app
+        self.lock = threading.Lock()
+        self.configure(spec)
+        self.log = []
+        self.created = {}  # ec2 id -> time of create
+        self.deleted_owner = {}  # region -> time of the last owner delete
+        self.replies = {}  # idempotency key -> (status, headers, body)
+
+    def configure(self, spec):
+        with self.lock:
+            self.cfg = parse(spec)
+            self.rng = random.Random(self.cfg["seed"])
+
+    def note(self, service, region, action, fault):
+        self.log.append({"t": time.time(), "service": service, "region": region, "action": action, "fault": fault})
+
+    def control(self, environ, start_response, path):
+        if environ.get("REQUEST_METHOD") == "POST" and path == "/_fault/config":
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+            self.configure(environ["wsgi.input"].read(n).decode() if n else "")
+        with self.lock:
+            if path == "/_fault/log":
+                data = json.dumps(self.log)
+            else:
+                cfg = dict(self.cfg, only=sorted(self.cfg["only"]) if self.cfg["only"] else None)
+                data = json.dumps(cfg)
+        body = data.encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_fault/"):
+            return self.control(environ, start_response, path)
+        if path.startswith("/_") or path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(n) if n else b""
+        import io
+
+        environ["wsgi.input"] = io.BytesIO(body)
+        m = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        region, service = (m.group(1), m.group(2)) if m else ("", "")
+        form = {}
+        if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = form.get("Action") or (target.split(".")[-1] if target else f"{environ.get('REQUEST_METHOD')} {path}")
+        now = time.time()
+
+        with self.lock:
+            cfg = self.cfg
+            draw = self.rng.random()
+            in_scope = cfg["only"] is None or action in cfg["only"]
+            fault = None
+            if in_scope and draw < cfg["throttle"]:
+                fault = "throttle"
+            elif in_scope and draw < cfg["throttle"] + cfg["unavailable"]:
+                fault = "unavailable"
+            elif in_scope and draw < cfg["throttle"] + cfg["unavailable"] + cfg["lost"]:
+                fault = "lost-reset" if self.rng.random() < 0.5 else "lost-500"
+            # Eventual consistency: a fresh EC2 id is not visible to other calls yet.
+            invisible = None
+            if service == "ec2" and action not in CREATED_ID:
+                for k, v in form.items():
+                    t = self.created.get(v)
+                    if ID_PARAM.match(k) and t is not None and now - t < cfg["consistency"]:
+                        invisible = v
+                        break
+            lingering = (
+                action in LINGER_ON and now - self.deleted_owner.get(region, -1e9) < cfg["linger"]
+            )
+            if fault in ("throttle", "unavailable"):
+                self.note(service, region, action, fault)
+            elif invisible:
+                self.note(service, region, action, "not-yet-visible")
+            elif lingering:
+                self.note(service, region, action, "dependency-violation")
+
+        if fault == "throttle":
+            status, code = THROTTLE.get(service, (400, "ThrottlingException" if service in JSON_SERVICES else "Throttling"))
+            return self.reply(start_response, error_response(service, status, code, "Rate exceeded"))
+        if fault == "unavailable":
+            return self.reply(start_response, error_response(service, 503, "ServiceUnavailable", "Service is unavailable, try again"))
+        if invisible:
+            code = next((c for p, c in NOT_FOUND.items() if invisible.startswith(p)), "InvalidID.NotFound")
+            return self.reply(start_response, error_response(service, 400, code, f"The ID '{invisible}' does not exist"))
+        if lingering:
+            return self.reply(start_response, error_response(
+                service, 400, "DependencyViolation", "resource has a dependent object (network interfaces in use)"))
+
+        key = self.idempotency_key(service, region, action, form, body, path)
+        with self.lock:
+            cached = self.replies.get(key) if key else None
+        if cached is not None:
+            result = cached
+        else:
+            captured = {}
+
+            def capture(status, headers, exc_info=None):
+                captured["status"], captured["headers"] = status, headers
+                return lambda _: None
+
+            out = b"".join(self.app(environ, capture))
+            result = (captured["status"], captured["headers"], out)
+            ok = result[0][:1] == "2"
+            with self.lock:
+                if key and ok:
+                    self.replies[key] = result
+                if ok and service == "ec2" and action in CREATED_ID:
+                    mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
+                    if mm:
+                        self.created[mm.group(1)] = time.time()
+                if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
+                    self.deleted_owner[region] = time.time()
+
+        if fault and fault.startswith("lost"):
+            with self.lock:
+                self.note(service, region, action, fault)
+            if fault == "lost-reset":
+                sock = environ.get("werkzeug.socket")
+                if sock is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    start_response("500 Internal Server Error", [("Content-Length", "0")])
+                    return [b""]
+            return self.reply(start_response, error_response(service, 500, "InternalError", "We encountered an internal error. Please try again."))
+        return self.reply(start_response, result)
+
+    @staticmethod
+    def reply(start_response, result):
+        status, headers, body = result
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))]
+        start_response(status, headers)
+        return [body]
+
+    @staticmethod
+    def idempotency_key(service, region, action, form, body, path):
+        if service == "ec2" and form.get("ClientToken"):
+            return ("ec2", region, action, form["ClientToken"])
+        if service == "cloudfront" and path.endswith("/distribution"):
+            m = re.search(rb"<CallerReference>([^<]+)</CallerReference>", body)
+            if m:
+                return ("cloudfront", m.group(1).decode())
+        return None

@@ -1,0 +1,177 @@
+//! The create protocol: every create happens exactly once, whatever the network does.
+//!
+//! 1. Intent first: the node is recorded `creating`, with its generation and idempotency token,
+//!    before the create call (a crash after the call leaves a state the next run can finish).
+//! 2. The create call. Kinds whose API takes an idempotency token send `cx.token(..)`, the same
+//!    for every retry and for a rerun; the SDK may retry those. Kinds without one tell the SDK
+//!    not to retry it, and the protocol takes over: a throttled call (refused) is sent again; a
+//!    call of unknown outcome (5xx, timeout, connection lost) is followed by a look-up by name or
+//!    tags, a few times (listings are eventually consistent), and sent again only if nothing is
+//!    found. A named create refused as "already exists" adopts the object when it carries this
+//!    stack's ownership tags and fails clearly when it does not.
+//! 3. The object is recorded with its physical id, still `creating`.
+//! 4. Follow-up steps (`after_create`), idempotent, retried on their own: never the create.
+//! 5. Readiness wait, then `ready` (by the caller).
+
+use crate::engine::policy::RetryPolicy;
+use crate::engine::reconcile::Driver;
+use crate::engine::resource::{ErrorClass, Live, NodeCx, NodeError, Props, Resource, diff, token_for};
+use crate::engine::state::{NodeState, NodeStatus};
+use crate::engine::store::now;
+use std::collections::BTreeSet;
+
+impl Driver {
+    pub(crate) async fn create(&self, r: &dyn Resource, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError> {
+        self.progress.set_status(cx.id(), "creating");
+        let token = self.record_intent(cx, desired)?;
+        let cx = &NodeCx {
+            token: Some(token),
+            ..cx.clone()
+        };
+        let (live, adopted) = self.create_once(r, cx, desired).await?;
+        self.record(cx, &live, desired.clone(), NodeStatus::Creating)?;
+        self.call(cx, || r.after_create(cx, &live, desired)).await?;
+        self.wait(cx, r.wait_policy(), "creation", || r.ready(cx, &live))
+            .await?;
+        // The values dependents read, as the API now reports them (the create's response may
+        // lack what the follow-up steps set). A read that cannot see it yet keeps the response.
+        let fresh = NodeCx {
+            prior: self.store.get(cx.id()),
+            ..cx.clone()
+        };
+        let mut live = match self.call(cx, || r.read(&fresh)).await? {
+            Some(l) if l.physical_id == live.physical_id => l,
+            _ => live,
+        };
+        if adopted {
+            // Adopted after a lost response or "already exists": the first attempt may have
+            // stopped half-way. Converge what differs.
+            let changes = diff(desired, &live.props);
+            let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
+            if !keys.is_empty() && !keys.iter().any(|k| r.immutable().contains(&k.as_str())) {
+                self.call(cx, || r.update(cx, &live, desired, &keys)).await?;
+                live = self.call(cx, || r.read(&fresh)).await?.unwrap_or(live);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Records `creating` with the token of this create before the call. An unfinished create of
+    /// an earlier run (intent recorded, no object known) keeps its token: its call may have run.
+    fn record_intent(&self, cx: &NodeCx, desired: &Props) -> Result<String, NodeError> {
+        let prev = self.store.get(cx.id());
+        let (generation, token) = match &prev {
+            Some(p) if p.token.is_some() && p.physical_id.is_none() => {
+                (p.generation, p.token.clone().expect("checked"))
+            }
+            p => {
+                let g = p.as_ref().map_or(0, |p| p.generation) + 1;
+                (g, token_for(&cx.inputs.env, cx.id(), g))
+            }
+        };
+        self.store.put(
+            cx.id(),
+            NodeState {
+                kind: cx.node.kind.to_string(),
+                region: cx.region.clone(),
+                physical_id: None,
+                arn: None,
+                props: desired.clone(),
+                attrs: Default::default(),
+                status: NodeStatus::Creating,
+                error: None,
+                updated_at: now(),
+                generation,
+                token: Some(token.clone()),
+            },
+        )?;
+        Ok(token)
+    }
+
+    /// The create call, sent again only when it certainly did not create anything.
+    /// Returns the object and whether it was found rather than made by this call.
+    async fn create_once(&self, r: &dyn Resource, cx: &NodeCx, desired: &Props) -> Result<(Live, bool), NodeError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let res = {
+                let _permit = self.permits.acquire().await.expect("semaphore open");
+                r.create(cx, desired).await
+            };
+            let e = match res {
+                Ok(live) => return Ok((live, false)),
+                Err(e) => e,
+            };
+            let policy = match e.class {
+                ErrorClass::Transient | ErrorClass::AlreadyExists => {
+                    // It may have run (response lost), or the name is taken: look first.
+                    if let Some(live) = self.look_up(r, cx, &e).await? {
+                        if self.echo {
+                            eprintln!(
+                                "  {}: {} answered {}; found {} and adopted it",
+                                cx.id(),
+                                e.op,
+                                e.code,
+                                live.physical_id
+                            );
+                        }
+                        return Ok((live, true));
+                    }
+                    if e.class == ErrorClass::AlreadyExists {
+                        return Err(NodeError::fatal(
+                            e.op.clone(),
+                            e.code.clone(),
+                            format!(
+                                "{} (and tap cannot find it as this env's object: is the name used outside tap?)",
+                                e.message
+                            ),
+                        ));
+                    }
+                    RetryPolicy::CREATE.scaled(self.wait_scale)
+                }
+                ErrorClass::Throttled => RetryPolicy::CREATE.scaled(self.wait_scale),
+                _ => match self.policy_for(e.class) {
+                    Some(p) => p,
+                    None => return Err(e),
+                },
+            };
+            if attempt >= policy.max_attempts {
+                return Err(e);
+            }
+            self.back_off(cx, &e, policy, attempt).await?;
+        }
+    }
+
+    /// Looks for the object a create of unknown outcome may have made, a few times. An object
+    /// found that carries other ownership tags is an error (`read` refuses it); one that takes
+    /// tags but carries none is not adopted after "already exists".
+    async fn look_up(&self, r: &dyn Resource, cx: &NodeCx, after: &NodeError) -> Result<Option<Live>, NodeError> {
+        let policy = RetryPolicy::LOOK_UP.scaled(self.wait_scale);
+        for attempt in 1..=policy.max_attempts {
+            self.progress.set_status(
+                cx.id(),
+                &format!("looking for the object after {} ({})", after.op, after.code),
+            );
+            if let Some(live) = self.read(r, cx).await? {
+                if after.class == ErrorClass::AlreadyExists
+                    && live.owned_by(&cx.inputs.env, cx.id()).is_none()
+                    && live.tags.is_some()
+                {
+                    return Err(NodeError::fatal(
+                        after.op.clone(),
+                        "NotOwned",
+                        format!(
+                            "{} exists and does not carry tap:stack={} tags; tap will not take it over",
+                            live.physical_id, cx.inputs.env
+                        ),
+                    ));
+                }
+                return Ok(Some(live));
+            }
+            if attempt < policy.max_attempts && !self.cancel.sleep(policy.jittered(attempt)).await {
+                return Err(NodeError::interrupted(after.op.clone()));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -18,9 +18,17 @@ middleware adds each of those, at rates set per kind, from a seeded random sourc
                   DependencyViolation (network interfaces of the deleted owner linger; EC2 API
                   reference, DeleteSecurityGroup; Lambda developer guide, VPC networking)
   seed=N          the random source's seed
-  only=a|b        restrict throttle/unavailable/lost to these actions (tests of one kind)
+  only=a|b        restrict throttle/unavailable/lost to these actions (tests of one kind); an
+                  action is the Action parameter, the X-Amz-Target operation, or for REST
+                  services "METHOD /path"
+  first=1         with only: lose exactly the first response of every distinct request (same
+                  action and body) among those actions, and no later one
 
 e.g. TAP_FAULTS="seed=7,throttle=0.07,unavailable=0.05,lost=0.08,consistency=2,linger=3".
+
+CloudFront origin access control names are unique per account (CreateOriginAccessControl answers
+409 OriginAccessControlAlreadyExists); moto creates a second one, so this layer refuses it. Deleting
+one that is gone answers 404 NoSuchOriginAccessControl (moto: 500).
 
 Idempotency as AWS implements it, which moto does not: an EC2 request carrying a ClientToken
 that was seen before, and a CloudFront CreateDistribution with a CallerReference seen before,
@@ -75,7 +83,8 @@ LINGER_ON = {"DeleteSecurityGroup", "DeleteSubnet"}
 
 
 def parse(spec):
-    cfg = {"seed": 0, "throttle": 0.0, "unavailable": 0.0, "lost": 0.0, "consistency": 0.0, "linger": 0.0, "only": None}
+    cfg = {"seed": 0, "throttle": 0.0, "unavailable": 0.0, "lost": 0.0, "consistency": 0.0, "linger": 0.0,
+           "only": None, "first": 0.0}
     for part in (spec or "").split(","):
         if "=" not in part:
             continue
@@ -106,7 +115,7 @@ def error_response(service, status, code, message):
         body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
                 f"</Error><RequestId>{rid}</RequestId></ErrorResponse>").encode()
         headers = [("Content-Type", "text/xml")]
-    reason = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    reason = {404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
     return f"{status} {reason.get(status, 'Error')}", headers + [("Content-Length", str(len(body)))], body
 
 
@@ -119,6 +128,8 @@ class Faults:
         self.created = {}  # ec2 id -> time of create
         self.deleted_owner = {}  # region -> time of the last owner delete
         self.replies = {}  # idempotency key -> (status, headers, body)
+        self.seen = set()  # (action, body) of requests already answered, for first=1
+        self.oac_names = {}  # origin access control id -> name
 
     def configure(self, spec):
         with self.lock:
@@ -168,7 +179,11 @@ class Faults:
             draw = self.rng.random()
             in_scope = cfg["only"] is None or action in cfg["only"]
             fault = None
-            if in_scope and draw < cfg["throttle"]:
+            if cfg["first"] and cfg["only"] is not None:
+                if in_scope and (action, body) not in self.seen:
+                    self.seen.add((action, body))
+                    fault = "lost-reset" if self.rng.random() < 0.5 else "lost-500"
+            elif in_scope and draw < cfg["throttle"]:
                 fault = "throttle"
             elif in_scope and draw < cfg["throttle"] + cfg["unavailable"]:
                 fault = "unavailable"
@@ -204,6 +219,23 @@ class Faults:
             return self.reply(start_response, error_response(
                 service, 400, "DependencyViolation", "resource has a dependent object (network interfaces in use)"))
 
+        if service == "cloudfront" and action.startswith("POST ") and path.endswith("/origin-access-control"):
+            mm = re.search(rb"<Name>([^<]+)</Name>", body)
+            with self.lock:
+                taken = mm is not None and mm.group(1).decode() in self.oac_names.values()
+            if taken:
+                return self.reply(start_response, error_response(
+                    service, 409, "OriginAccessControlAlreadyExists",
+                    "An origin access control with the same name already exists."))
+
+        if service == "cloudfront" and action.startswith("DELETE ") and "/origin-access-control/" in path:
+            with self.lock:
+                unknown = path.rsplit("/", 1)[-1] not in self.oac_names
+            if unknown:
+                # moto raises KeyError (500) for an id it does not have; AWS answers 404.
+                return self.reply(start_response, error_response(
+                    service, 404, "NoSuchOriginAccessControl", "The origin access control does not exist."))
+
         key = self.idempotency_key(service, region, action, form, body, path)
         with self.lock:
             cached = self.replies.get(key) if key else None
@@ -226,6 +258,14 @@ class Faults:
                     mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
                     if mm:
                         self.created[mm.group(1)] = time.time()
+                if ok and service == "cloudfront" and "/origin-access-control" in path:
+                    text = out.decode(errors="replace")
+                    if action.startswith("POST "):
+                        i, n = re.search(r"<Id>([^<]+)</Id>", text), re.search(r"<Name>([^<]+)</Name>", text)
+                        if i and n:
+                            self.oac_names[i.group(1)] = n.group(1)
+                    elif action.startswith("DELETE "):
+                        self.oac_names.pop(path.rsplit("/", 1)[-1], None)
                 if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
                     self.deleted_owner[region] = time.time()
 

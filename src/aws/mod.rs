@@ -295,3 +295,6 @@ async fn has_credentials(sdk: &SdkConfig) -> bool {
         Ok(Ok(_))
     )
 }
+
+#[cfg(test)]
+mod retry_tests;

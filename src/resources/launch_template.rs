@@ -157,11 +157,26 @@ impl Resource for LaunchTemplate {
             .send()
             .await
             .op("DescribeLaunchTemplateVersions")?;
+        // The tags as CreateTags left them: DescribeTags (on AWS the same as the template's own
+        // list; moto's DescribeLaunchTemplates keeps the creation tags and ignores CreateTags).
+        let tagged = ec2c
+            .describe_tags()
+            .filters(ec2::filter("resource-id", &id))
+            .send()
+            .await
+            .op("DescribeTags")?;
+        let tags: std::collections::BTreeMap<String, String> =
+            super::tag_map(tagged.tags().iter().map(|t| (t.key.clone(), t.value.clone())));
+        let tags = if tags.is_empty() {
+            ec2::tag_map_of(lt.tags())
+        } else {
+            tags
+        };
         let mut live = Live::new(&id)
             .attr("id", &id)
             .attr("name", &name)
             .attr("latest_version", lt.latest_version_number.unwrap_or(1).to_string())
-            .tags(ec2::tag_map_of(lt.tags()));
+            .tags(tags);
         if let Some(d) = versions
             .launch_template_versions()
             .first()

@@ -134,7 +134,7 @@ pub fn timing_config() -> serde_json::Value {
     get_json(&format!("{}/_timing/config", timing_endpoint()))
 }
 
-fn get_json(url: &str) -> serde_json::Value {
+pub fn get_json(url: &str) -> serde_json::Value {
     let out = Command::new("python3")
         .args([
             "-c",
@@ -144,4 +144,68 @@ fn get_json(url: &str) -> serde_json::Value {
         .output()
         .expect("python3");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// A fault-mode emulator of its own (`localstack/emulator.sh start --faults`) on port 4580+`n`,
+/// injecting `spec` (TAP_FAULTS), or `TAP_TEST_FAULT_ENDPOINT_<n>` when set. Each test that
+/// injects faults gets one: the rates and the seed are per emulator.
+pub fn fault_endpoint(n: u16, spec: &str) -> String {
+    static EPS: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut eps = EPS.lock().unwrap();
+    if let Some((_, e)) = eps.iter().find(|(k, _)| *k == n) {
+        return e.clone();
+    }
+    let e = match std::env::var(format!("TAP_TEST_FAULT_ENDPOINT_{n}")) {
+        Ok(e) => e,
+        Err(_) => {
+            let port = (4580 + n).to_string();
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("localstack/emulator.sh");
+            // A fresh emulator: one left by an earlier run holds other objects and settings.
+            let _ = Command::new("bash")
+                .arg(&script)
+                .arg("stop")
+                .env("TAP_EMULATOR_PORT", &port)
+                .status();
+            let st = Command::new("bash")
+                .arg(&script)
+                .args(["start", "--faults"])
+                .env("TAP_EMULATOR_PORT", &port)
+                .env("TAP_FAULTS", spec)
+                .status()
+                .expect("run localstack/emulator.sh");
+            assert!(st.success(), "localstack/emulator.sh start --faults failed");
+            format!("http://127.0.0.1:{port}")
+        }
+    };
+    eps.push((n, e.clone()));
+    e
+}
+
+/// Options for a run against `endpoint`, with waits and retry budgets scaled down.
+pub fn options_at(env: &str, endpoint: &str) -> Options {
+    let mut o = options(env);
+    o.connection.endpoint_url = Some(endpoint.to_string());
+    o.wait_scale = 0.25;
+    o
+}
+
+pub async fn raw_at(endpoint: &str) -> Arc<Aws> {
+    let mut c = connection();
+    c.endpoint_url = Some(endpoint.to_string());
+    Arc::new(Aws::connect(&c, "us-east-1").await)
+}
+
+/// What the fault emulator at `endpoint` injected: (fault, action) pairs.
+pub fn faults_injected(endpoint: &str) -> Vec<(String, String)> {
+    let v = get_json(&format!("{endpoint}/_fault/log"));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["fault"].as_str().unwrap_or_default().to_string(),
+                e["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }

@@ -4,6 +4,8 @@ mod cli;
 mod common;
 mod defects;
 mod drift;
+mod faults;
+mod interrupt;
 mod recovery;
 mod stack;
 mod timing;

@@ -175,3 +175,188 @@ impl Driver {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ID_TAG, Inputs, STACK_TAG, Side};
+    use crate::engine::graph::Node;
+    use crate::engine::resource::Readiness;
+    use crate::engine::state::State;
+    use crate::engine::store::StateStore;
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// What one create call does.
+    #[derive(Clone, Copy)]
+    enum Step {
+        Ok,
+        /// Runs, then its response is lost.
+        Lost,
+        /// Refused before running.
+        Refused(ErrorClass),
+    }
+
+    /// An in-memory kind: the engine's protocol under test, not an AWS API.
+    #[derive(Default)]
+    struct Mem {
+        objects: Mutex<Vec<Live>>,
+        steps: Mutex<VecDeque<Step>>,
+        creates: AtomicU32,
+        follow_ups: AtomicU32,
+        follow_up_failures: AtomicU32,
+        tagged: bool,
+    }
+
+    impl Mem {
+        fn new(steps: &[Step], tagged: bool) -> Mem {
+            Mem {
+                steps: Mutex::new(steps.iter().copied().collect()),
+                tagged,
+                ..Default::default()
+            }
+        }
+    }
+
+    fn err(class: ErrorClass) -> NodeError {
+        NodeError {
+            op: "CreateThing".into(),
+            code: format!("{class:?}"),
+            message: "m".into(),
+            class,
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Resource for Mem {
+        async fn desired(&self, _: &NodeCx) -> Result<Props, NodeError> {
+            Ok(Props::new())
+        }
+        async fn read(&self, _: &NodeCx) -> Result<Option<Live>, NodeError> {
+            Ok(self.objects.lock().unwrap().first().cloned())
+        }
+        async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+            self.creates.fetch_add(1, Ordering::SeqCst);
+            let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
+            let mut objects = self.objects.lock().unwrap();
+            let tags = match self.tagged {
+                true => BTreeMap::from([
+                    (STACK_TAG.to_string(), cx.inputs.env.clone()),
+                    (ID_TAG.to_string(), cx.id().to_string()),
+                ]),
+                false => BTreeMap::new(),
+            };
+            let live = Live::new(format!("obj-{}", objects.len())).tags(tags);
+            match step {
+                Step::Refused(c) if c == ErrorClass::AlreadyExists => {
+                    objects.push(live);
+                    Err(err(c))
+                }
+                Step::Refused(c) => Err(err(c)),
+                Step::Lost => {
+                    objects.push(live);
+                    Err(err(ErrorClass::Transient))
+                }
+                Step::Ok => {
+                    objects.push(live.clone());
+                    Ok(live)
+                }
+            }
+        }
+        async fn after_create(&self, _: &NodeCx, _: &Live, _: &Props) -> Result<(), NodeError> {
+            self.follow_ups.fetch_add(1, Ordering::SeqCst);
+            if self.follow_up_failures.load(Ordering::SeqCst) > 0 {
+                self.follow_up_failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(err(ErrorClass::NotYetVisible));
+            }
+            Ok(())
+        }
+        async fn update(&self, _: &NodeCx, _: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+            Ok(())
+        }
+        async fn delete(&self, _: &NodeCx, _: &Live) -> Result<(), NodeError> {
+            Ok(())
+        }
+        async fn ready(&self, _: &NodeCx, _: &Live) -> Result<Readiness, NodeError> {
+            Ok(Readiness::Ready)
+        }
+    }
+
+    fn setup() -> (Driver, NodeCx) {
+        let store = Arc::new(StateStore::new(
+            std::env::temp_dir().join("tap-unused.json"),
+            State::new(),
+            true,
+        ));
+        let mut d = Driver::new(store, 2, Arc::default(), false);
+        d.echo = false;
+        let cx = NodeCx {
+            node: Node {
+                id: "primary/vpc".into(),
+                kind: "vpc",
+                side: Side::Primary,
+                deps: vec![],
+            },
+            inputs: Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap(),
+            region: "us-east-1".into(),
+            prior: None,
+            deps: BTreeMap::new(),
+            planning: false,
+            token: None,
+        };
+        (d, cx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_create_response_is_adopted_not_repeated() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[Step::Lost], true);
+        let live = d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(live.physical_id, "obj-0");
+        assert_eq!(r.creates.load(Ordering::SeqCst), 1);
+        assert_eq!(r.objects.lock().unwrap().len(), 1, "no twin");
+        assert_eq!(r.follow_ups.load(Ordering::SeqCst), 1, "follow-up steps still run");
+        // Intent and token were recorded; the token carries over while the create is unfinished.
+        let s = d.store.get(cx.id()).unwrap();
+        assert_eq!(s.generation, 1);
+        assert_eq!(s.token.as_deref(), Some(token_for("dev", "primary/vpc", 1).as_str()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_or_unknown_creates_that_made_nothing_are_sent_again() {
+        let (d, cx) = setup();
+        let r = Mem::new(
+            &[
+                Step::Refused(ErrorClass::Throttled),
+                Step::Refused(ErrorClass::Transient),
+            ],
+            true,
+        );
+        d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(r.creates.load(Ordering::SeqCst), 3);
+        assert_eq!(r.objects.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_follow_up_step_is_retried_without_the_create() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[], true);
+        r.follow_up_failures.store(2, Ordering::SeqCst);
+        d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(r.creates.load(Ordering::SeqCst), 1);
+        assert_eq!(r.follow_ups.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn already_exists_adopts_only_an_owned_object() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[Step::Refused(ErrorClass::AlreadyExists)], true);
+        assert_eq!(d.create(&r, &cx, &Props::new()).await.unwrap().physical_id, "obj-0");
+        let (d, cx) = setup();
+        let r = Mem::new(&[Step::Refused(ErrorClass::AlreadyExists)], false);
+        let e = d.create(&r, &cx, &Props::new()).await.unwrap_err();
+        assert_eq!(e.code, "NotOwned", "{e}");
+        assert_eq!(r.creates.load(Ordering::SeqCst), 1);
+    }
+}

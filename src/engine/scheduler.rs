@@ -363,4 +363,43 @@ mod tests {
         assert!(pos("primary/d") < pos("primary/b") && pos("primary/b") < pos("primary/a"));
         assert!(pos("primary/e") < pos("primary/a"));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_starts_no_new_node_and_stops_stragglers_after_the_grace() {
+        let g = graph();
+        let cancel = Cancel::default();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            c2.trigger();
+        });
+        let t0 = Instant::now();
+        let reports = run(
+            &g,
+            Direction::Forward,
+            Arc::default(),
+            Duration::ZERO,
+            &cancel,
+            |id: String| async move {
+                // b and c ignore the interruption; e finishes within the grace period.
+                let secs = match id.as_str() {
+                    "secondary/c" => 1000,
+                    "primary/b" => 10,
+                    _ => 1,
+                };
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                Ok::<_, NodeError>(())
+            },
+        )
+        .await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(1500) + GRACE);
+        let by_id: BTreeMap<_, _> = reports.iter().map(|r| (r.id.as_str(), &r.result)).collect();
+        assert_eq!(by_id.len(), 5);
+        for done in ["primary/a", "primary/e"] {
+            assert!(matches!(by_id[done], NodeResult::Done(())), "{done}");
+        }
+        for stopped in ["primary/b", "secondary/c", "primary/d"] {
+            assert!(matches!(by_id[stopped], NodeResult::Interrupted), "{stopped}");
+        }
+    }
 }

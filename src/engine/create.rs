@@ -59,32 +59,38 @@ impl Driver {
     /// Records `creating` with the token of this create before the call. An unfinished create of
     /// an earlier run (intent recorded, no object known) keeps its token: its call may have run.
     fn record_intent(&self, cx: &NodeCx, desired: &Props) -> Result<String, NodeError> {
-        let prev = self.store.get(cx.id());
-        let (generation, token) = match &prev {
-            Some(p) if p.token.is_some() && p.physical_id.is_none() => {
-                (p.generation, p.token.clone().expect("checked"))
-            }
-            p => {
-                let g = p.as_ref().map_or(0, |p| p.generation) + 1;
-                (g, token_for(&cx.inputs.env, cx.id(), g))
-            }
-        };
-        self.store.put(
-            cx.id(),
-            NodeState {
-                kind: cx.node.kind.to_string(),
-                region: cx.region.clone(),
-                physical_id: None,
-                arn: None,
-                props: desired.clone(),
-                attrs: Default::default(),
-                status: NodeStatus::Creating,
-                error: None,
-                updated_at: now(),
-                generation,
-                token: Some(token.clone()),
-            },
-        )?;
+        let mut token = String::new();
+        self.store.update(|state| {
+            let prev = state.nodes.get(cx.id());
+            let (generation, t) = match prev {
+                Some(p) if p.token.is_some() && p.physical_id.is_none() => {
+                    (p.generation, p.token.clone().expect("checked"))
+                }
+                p => {
+                    let last = state.generations.get(cx.id()).copied().unwrap_or(0);
+                    let g = last.max(p.map_or(0, |p| p.generation)) + 1;
+                    (g, token_for(&cx.inputs.env, &state.lineage, cx.id(), g))
+                }
+            };
+            state.generations.insert(cx.id().to_string(), generation);
+            state.nodes.insert(
+                cx.id().to_string(),
+                NodeState {
+                    kind: cx.node.kind.to_string(),
+                    region: cx.region.clone(),
+                    physical_id: None,
+                    arn: None,
+                    props: desired.clone(),
+                    attrs: Default::default(),
+                    status: NodeStatus::Creating,
+                    error: None,
+                    updated_at: now(),
+                    generation,
+                    token: Some(t.clone()),
+                },
+            );
+            token = t;
+        })?;
         Ok(token)
     }
 
@@ -320,7 +326,18 @@ mod tests {
         // Intent and token were recorded; the token carries over while the create is unfinished.
         let s = d.store.get(cx.id()).unwrap();
         assert_eq!(s.generation, 1);
-        assert_eq!(s.token.as_deref(), Some(token_for("dev", "primary/vpc", 1).as_str()));
+        let lineage = d.store.snapshot().lineage;
+        assert_eq!(
+            s.token.as_deref(),
+            Some(token_for("dev", &lineage, "primary/vpc", 1).as_str())
+        );
+        // Forgotten (destroy) and created again: a new generation, a new token.
+        d.store.remove(cx.id()).unwrap();
+        r.objects.lock().unwrap().clear();
+        d.create(&r, &cx, &Props::new()).await.unwrap();
+        let again = d.store.get(cx.id()).unwrap();
+        assert_eq!(again.generation, 2);
+        assert_ne!(again.token, s.token);
     }
 
     #[tokio::test(start_paused = true)]

@@ -186,7 +186,7 @@ impl NodeCx {
         let t = self
             .token
             .clone()
-            .unwrap_or_else(|| token_for(&self.inputs.env, self.id(), 0));
+            .unwrap_or_else(|| token_for(&self.inputs.env, "", self.id(), 0));
         t.chars().take(max).collect()
     }
 
@@ -204,11 +204,12 @@ impl NodeCx {
     }
 }
 
-/// The idempotency token of generation `generation` of node `id` in env `env`: a hash, so that
-/// every retry and a rerun after a crash send the same one.
-pub fn token_for(env: &str, id: &str, generation: u32) -> String {
+/// The idempotency token of generation `generation` of node `id` in env `env` and the state of
+/// lineage `lineage`: a hash, so that every retry and a rerun after a crash send the same one,
+/// and a later create (after destroy, or with a new state file) another.
+pub fn token_for(env: &str, lineage: &str, id: &str, generation: u32) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("tap\0{env}\0{id}\0{generation}"));
+    let h = sha2::Sha256::digest(format!("tap\0{env}\0{lineage}\0{id}\0{generation}"));
     format!(
         "tap-{}",
         h.iter().take(24).map(|b| format!("{b:02x}")).collect::<String>()

@@ -61,6 +61,11 @@ pub struct State {
     pub nodes: BTreeMap<String, NodeState>,
     /// Per region name: output name → value.
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The last create generation of every node, kept when destroy forgets the node: a later
+    /// create gets a new idempotency token (EC2 and CloudFront remember tokens for a while, and
+    /// would answer a reused one with the deleted object).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub generations: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +105,7 @@ impl State {
             inputs: None,
             nodes: BTreeMap::new(),
             outputs: BTreeMap::new(),
+            generations: BTreeMap::new(),
         }
     }
 

@@ -169,6 +169,7 @@ impl Resource for KmsKey {
             .try_collect()
             .await
             .op("ListKeys")?;
+        let mut found = Vec::new();
         for k in keys {
             let Some(id) = k.key_id else { continue };
             let tags = kms
@@ -183,10 +184,17 @@ impl Resource for KmsKey {
                     && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
             });
             if owned && let Some(l) = self.describe(&cx.region, &id).await? {
-                return Ok(Some(l));
+                found.push(l);
             }
         }
-        Ok(None)
+        // Several keys tagged for this node (a CreateKey sent twice by an older tool): keep the
+        // first ListKeys returns, the others are twins. Only this full scan sees them: it runs
+        // when neither state nor the alias names a key.
+        let mut found = found.into_iter();
+        Ok(found.next().map(|l| {
+            let twins = found.map(|t| t.physical_id).collect();
+            l.twins(twins)
+        }))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {

@@ -313,11 +313,17 @@ impl Driver {
             self.delete_twins(r, cx, l).await?;
         }
         if let Some(l) = &live
-            && let Some(prior) = cx.prior.as_ref().filter(|p| p.status != NodeStatus::Ready)
+            && let Some(prior) = cx.prior.as_ref().filter(|p| {
+                matches!(
+                    p.status,
+                    NodeStatus::Creating | NodeStatus::Updating | NodeStatus::Failed
+                )
+            })
         {
             // A run that stopped half-way (crash, Ctrl-C, failure): finish what it began, and
             // let an object still transitioning settle before dependents use it.
-            if prior.status == NodeStatus::Creating {
+            // Its create was unfinished (the token is kept until the node is ready).
+            if prior.status == NodeStatus::Creating || prior.token.is_some() {
                 self.call(cx, || r.after_create(cx, l, &desired)).await?;
             }
             self.wait(cx, r.wait_policy(), "readiness", || r.ready(cx, l)).await?;

@@ -87,7 +87,7 @@ impl Resource for InternetGateway {
                     .vpc_id(old)
                     .send()
                     .await
-                    .op("DetachInternetGateway")?;
+                    .ok_on("DetachInternetGateway", &["Gateway.NotAttached"])?;
             }
             ec2.attach_internet_gateway()
                 .internet_gateway_id(&live.physical_id)

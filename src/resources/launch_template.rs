@@ -214,6 +214,8 @@ impl Resource for LaunchTemplate {
                 .create_launch_template_version()
                 .launch_template_id(&live.physical_id)
                 .launch_template_data(data(d))
+                // One version per content: a retry after a lost response gets the same one.
+                .client_token(version_token(&live.physical_id, d))
                 .send()
                 .await
                 .op("CreateLaunchTemplateVersion")?;
@@ -245,4 +247,11 @@ impl Resource for LaunchTemplate {
                 ],
             )
     }
+}
+
+/// The ClientToken of a new version: the template and the desired content, hashed.
+fn version_token(template: &str, d: &Props) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{template}\0{}", serde_json::to_string(d).unwrap_or_default()));
+    h.iter().take(24).map(|b| format!("{b:02x}")).collect()
 }

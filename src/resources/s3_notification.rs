@@ -107,7 +107,14 @@ impl Resource for S3Notification {
                 .source_account(account)
                 .send()
                 .await
-                .op("AddPermission")?;
+                .op("AddPermission")
+                .map(|_| ())
+                .or_else(|e| match e.class {
+                    // The statement was just removed above: it exists only if a retry of this
+                    // very call (after a lost response) finds the first attempt's.
+                    crate::engine::resource::ErrorClass::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })?;
         }
         let conf = LambdaFunctionConfiguration::builder()
             .id(CONFIG_ID)

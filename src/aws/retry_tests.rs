@@ -4,7 +4,7 @@
 use super::{Aws, Connection, RetryBudget, no_retry_ec2};
 use crate::aws::SendExt;
 use crate::engine::reconcile::Driver;
-use crate::engine::resource::{ErrorClass, NodeCx};
+use crate::engine::resource::ErrorClass;
 use crate::engine::state::State;
 use crate::engine::store::StateStore;
 use std::sync::Arc;
@@ -95,20 +95,7 @@ async fn a_throttled_call_is_attempted_exactly_the_budgeted_number_of_times() {
         true,
     ));
     let driver = Driver::new(store, 2, Arc::default(), false);
-    let cx = NodeCx {
-        node: crate::engine::graph::Node {
-            id: "primary/vpc".into(),
-            kind: "vpc",
-            side: crate::config::Side::Primary,
-            deps: vec![],
-        },
-        inputs: crate::config::Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap(),
-        region: "us-east-1".into(),
-        prior: None,
-        deps: Default::default(),
-        planning: false,
-        token: None,
-    };
+    let cx = crate::engine::resource::test_cx("primary/vpc", "vpc");
     let ec2 = aws.ec2("us-east-1");
 
     // An ordinary call, through the driver: the SDK's four attempts, and not one more.

@@ -185,8 +185,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ID_TAG, Inputs, STACK_TAG, Side};
-    use crate::engine::graph::Node;
+    use crate::config::{ID_TAG, STACK_TAG};
     use crate::engine::resource::Readiness;
     use crate::engine::state::State;
     use crate::engine::store::StateStore;
@@ -297,20 +296,7 @@ mod tests {
         ));
         let mut d = Driver::new(store, 2, Arc::default(), false);
         d.echo = false;
-        let cx = NodeCx {
-            node: Node {
-                id: "primary/vpc".into(),
-                kind: "vpc",
-                side: Side::Primary,
-                deps: vec![],
-            },
-            inputs: Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap(),
-            region: "us-east-1".into(),
-            prior: None,
-            deps: BTreeMap::new(),
-            planning: false,
-            token: None,
-        };
+        let cx = crate::engine::resource::test_cx("primary/vpc", "vpc");
         (d, cx)
     }
 

@@ -469,8 +469,6 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Inputs, Side};
-    use crate::engine::graph::Node;
     use crate::engine::policy::WaitPolicy;
     use crate::engine::state::State;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -486,20 +484,7 @@ mod tests {
     }
 
     fn cx() -> NodeCx {
-        NodeCx {
-            node: Node {
-                id: "primary/x".into(),
-                kind: "x",
-                side: Side::Primary,
-                deps: vec![],
-            },
-            inputs: Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap(),
-            region: "us-east-1".into(),
-            prior: None,
-            deps: BTreeMap::new(),
-            planning: false,
-            token: None,
-        }
+        crate::engine::resource::test_cx("primary/x", "x")
     }
 
     fn err(class: ErrorClass) -> NodeError {

@@ -216,6 +216,25 @@ pub fn token_for(env: &str, lineage: &str, id: &str, generation: u32) -> String 
     )
 }
 
+/// A context for engine unit tests: node `id` of kind `kind` in env `dev`, primary region.
+#[cfg(test)]
+pub(crate) fn test_cx(id: &str, kind: &'static str) -> NodeCx {
+    NodeCx {
+        node: Node {
+            id: id.into(),
+            kind,
+            side: crate::config::Side::Primary,
+            deps: vec![],
+        },
+        inputs: Inputs::new("dev", "us-east-1", "eu-west-1", None, None).expect("valid inputs"),
+        region: "us-east-1".into(),
+        prior: None,
+        deps: BTreeMap::new(),
+        planning: false,
+        token: None,
+    }
+}
+
 /// One property that differs: live `old`, desired `new`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Change {

@@ -117,7 +117,7 @@ pub fn validate_env(env: &str) -> Result<(), InvalidInput> {
     }
 }
 
-/// A region name as AWS spells them: `us-east-1`, `eu-west-1`, `ap-southeast-2`, `us-gov-west-1`.
+/// A region name of the `aws` partition: `us-east-1`, `eu-west-1`, `ap-southeast-2`.
 pub fn validate_region(region: &str, which: &str) -> Result<(), InvalidInput> {
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 3
@@ -125,13 +125,21 @@ pub fn validate_region(region: &str, which: &str) -> Result<(), InvalidInput> {
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidInput(format!(
+    if !ok {
+        return Err(InvalidInput(format!(
             "invalid {which} region {region:?}: expected an AWS region name such as us-east-1 or eu-west-1"
-        )))
+        )));
     }
+    // SPEC: both regions in the standard `aws` partition (ARNs are built with `arn:aws:`, and
+    // CloudFront and this stack's services are there). China (`cn-*`), GovCloud (`us-gov-*`) and
+    // the isolated partitions (`us-iso-*`, `us-isob-*`, `eu-isoe-*`, `us-isof-*`) are not.
+    const OTHER_PARTITIONS: &[&str] = &["cn-", "us-gov-", "us-iso-", "us-isob-", "us-isof-", "eu-isoe-"];
+    if let Some(p) = OTHER_PARTITIONS.iter().find(|p| region.starts_with(*p)) {
+        return Err(InvalidInput(format!(
+            "invalid {which} region {region:?}: {p}* regions are outside the standard aws partition, which tap supports only"
+        )));
+    }
+    Ok(())
 }
 
 /// `--endpoint-url` must be an absolute http(s) URL with a host.
@@ -172,8 +180,17 @@ mod tests {
     #[test]
     fn regions_and_endpoint() {
         assert!(validate_region("us-east-1", "primary").is_ok());
-        assert!(validate_region("us-gov-west-1", "primary").is_ok());
-        for bad in ["useast1", "us-east", "US-EAST-1", "us-east-x", ""] {
+        assert!(validate_region("ap-southeast-2", "primary").is_ok());
+        for bad in [
+            "useast1",
+            "us-east",
+            "US-EAST-1",
+            "us-east-x",
+            "",
+            "us-gov-west-1",
+            "cn-north-1",
+            "us-iso-east-1",
+        ] {
             assert!(validate_region(bad, "primary").is_err(), "{bad}");
         }
         let same = Inputs::new("dev", "us-east-1", "us-east-1", None, None);

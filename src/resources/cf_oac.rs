@@ -40,17 +40,26 @@ impl Resource for CfOriginAccessControl {
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = oac_name(&cx.inputs.env);
-        let out = self
-            .0
-            .cloudfront(&cx.region)
-            .list_origin_access_controls()
-            .send()
-            .await
-            .op("ListOriginAccessControls")?;
-        let items = out
-            .origin_access_control_list
-            .map(|l| l.items.unwrap_or_default())
-            .unwrap_or_default();
+        // Paged by NextMarker (100 per page): an account may hold many.
+        let cf = self.0.cloudfront(&cx.region);
+        let mut items = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = cf
+                .list_origin_access_controls()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .op("ListOriginAccessControls")?;
+            let Some(list) = out.origin_access_control_list else {
+                break;
+            };
+            items.extend(list.items.unwrap_or_default());
+            match list.next_marker.filter(|m| list.is_truncated && !m.is_empty()) {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
         Ok(items.into_iter().find(|o| o.name == name).map(|o| {
             Live::new(&o.id)
                 .attr("id", &o.id)

@@ -80,7 +80,7 @@ pub async fn retag(aws: &Aws, cx: &NodeCx, resource_id: &str) -> Result<(), Node
         .map(|_| ())
 }
 
-/// The first two available AZs of the region, sorted by name.
+/// The first two available AZs (zone type `availability-zone`) of the region, sorted by name.
 /// Looked up once per region and run (six subnets ask).
 pub async fn first_two_azs(aws: &Aws, region: &str) -> Result<[String; 2], NodeError> {
     let cell = aws
@@ -98,12 +98,16 @@ async fn lookup_azs(aws: &Aws, region: &str) -> Result<[String; 2], NodeError> {
         .ec2(region)
         .describe_availability_zones()
         .filters(filter("state", "available"))
+        // SPEC: never a Local or Wavelength Zone (an opted-in `us-east-1-bos-1a` sorts first).
+        .filters(filter("zone-type", "availability-zone"))
         .send()
         .await
         .op("DescribeAvailabilityZones")?;
     let mut zones: Vec<String> = out
         .availability_zones()
         .iter()
+        // Checked here too: an endpoint that ignores the filter must not slip one through.
+        .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
         .filter_map(|z| z.zone_name.clone())
         .collect();
     zones.sort();

@@ -196,10 +196,16 @@ impl Resource for LambdaFunction {
             .send()
             .await
             .op("GetFunctionConfiguration")?;
-        Ok(match out.state {
-            Some(State::Active) | None => Readiness::Ready,
-            Some(State::Failed) => Readiness::Failed(out.state_reason.unwrap_or_default()),
-            Some(s) => Readiness::Pending(s.as_str().to_string()),
+        // SPEC: ready when State is Active and, after an update, LastUpdateStatus is Successful
+        // (Lambda developer guide, "Lambda function states": calls that modify the function
+        // fail while an update is InProgress).
+        use aws_sdk_lambda::types::LastUpdateStatus as Last;
+        Ok(match (out.state, out.last_update_status) {
+            (Some(State::Failed), _) => Readiness::Failed(out.state_reason.unwrap_or_default()),
+            (_, Some(Last::Failed)) => Readiness::Failed(out.last_update_status_reason.unwrap_or_default()),
+            (Some(State::Active) | None, Some(Last::Successful) | None) => Readiness::Ready,
+            (Some(State::Active) | None, Some(l)) => Readiness::Pending(format!("update {}", l.as_str())),
+            (Some(s), _) => Readiness::Pending(s.as_str().to_string()),
         })
     }
 

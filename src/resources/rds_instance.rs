@@ -29,6 +29,22 @@ pub fn identifier(env: &str, role: Role) -> String {
     }
 }
 
+/// The live engine version as plan compares it. With auto minor version upgrade on, AWS moves the
+/// instance to a later minor of the same major (16.9 -> 16.10): that is not drift, and planning
+/// `16.10 -> 16.9` would make ModifyDBInstance fail ("Cannot upgrade postgres from 16.10 to
+/// 16.9"), taking every other change of the call with it. Such a version reads as the desired
+/// one; an older version, or another major, still differs.
+pub fn observed_version(live: &str, desired: &str) -> String {
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let mut it = v.split('.');
+        Some((it.next()?.parse().ok()?, it.next().unwrap_or("0").parse().ok()?))
+    };
+    match (parse(live), parse(desired)) {
+        (Some((lm, ln)), Some((dm, dn))) if lm == dm && ln >= dn => desired.to_string(),
+        _ => live.to_string(),
+    }
+}
+
 /// SPEC: postgres 16.9 unless configured (`TAP_POSTGRES_VERSION`).
 pub fn engine_version() -> String {
     std::env::var("TAP_POSTGRES_VERSION")
@@ -77,7 +93,10 @@ fn to_live(db: DbInstance) -> Live {
     if db.read_replica_source_db_instance_identifier.is_none() {
         live = live
             .prop("engine", db.engine.clone().unwrap_or_default())
-            .prop("engine_version", db.engine_version.clone().unwrap_or_default())
+            .prop(
+                "engine_version",
+                observed_version(db.engine_version.as_deref().unwrap_or_default(), &engine_version()),
+            )
             .prop("storage_gb", db.allocated_storage.unwrap_or(0))
             .prop("storage_type", db.storage_type.clone().unwrap_or_default())
             .prop("multi_az", db.multi_az.unwrap_or(false))
@@ -337,5 +356,23 @@ impl Resource for RdsInstance {
 
     fn wait_policy(&self) -> WaitPolicy {
         self.2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::observed_version;
+
+    #[test]
+    fn a_later_minor_of_the_same_major_is_not_drift() {
+        assert_eq!(observed_version("16.10", "16.9"), "16.9");
+        assert_eq!(observed_version("16.9", "16.9"), "16.9");
+        assert_eq!(
+            observed_version("16.8", "16.9"),
+            "16.8",
+            "an older minor is drift (an upgrade)"
+        );
+        assert_eq!(observed_version("17.1", "16.9"), "17.1", "another major is drift");
+        assert_eq!(observed_version("", "16.9"), "");
     }
 }

@@ -28,6 +28,14 @@ fn invalid_input_is_rejected_with_exit_2_before_any_aws_call() {
         (&["--env", "abcdefghijklmnopq", "deploy"], "1-16 characters"),
         (&["--primary-region", "eu-west-1", "deploy"], "must differ"),
         (&["--secondary-region", "mars", "deploy"], "invalid secondary region"),
+        (
+            &["--secondary-region", "cn-north-1", "deploy"],
+            "outside the standard aws partition",
+        ),
+        (
+            &["--primary-region", "us-gov-west-1", "plan"],
+            "outside the standard aws partition",
+        ),
         (&["--endpoint-url", "localhost:4566", "deploy"], "invalid endpoint URL"),
         (&["deploy", "--bogus"], "unexpected argument"),
     ];

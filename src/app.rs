@@ -202,9 +202,21 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     };
     let mut state = State::load(&opts.state_path)?;
     check_state_inputs(&state, opts)?;
-    state.inputs = Some(opts.inputs.clone());
     let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
     aws.check_credentials().await.map_err(AppError::Failed)?;
+    // Bucket names end in the account id (SPEC v2: they are global across all accounts).
+    let account = aws
+        .account_id(&opts.inputs.primary_region)
+        .await
+        .map_err(|e| AppError::Failed(format!("resolving the account id: {e}")))?;
+    let opts = &Options {
+        inputs: Inputs {
+            account,
+            ..opts.inputs.clone()
+        },
+        ..opts.clone()
+    };
+    state.inputs = Some(opts.inputs.clone());
 
     let mut plan = None;
     if command == Command::Deploy {

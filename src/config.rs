@@ -37,6 +37,9 @@ pub struct Inputs {
     pub secondary_region: String,
     pub repository: String,
     pub author: String,
+    /// The caller's account id (STS GetCallerIdentity, once per run), for global names.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub account: String,
 }
 
 /// An input that is not allowed; the message says what is wrong and what is allowed.
@@ -67,6 +70,7 @@ impl Inputs {
             secondary_region: secondary_region.to_string(),
             repository: or_unknown(repository),
             author: or_unknown(author),
+            account: String::new(),
         })
     }
 

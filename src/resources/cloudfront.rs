@@ -126,7 +126,7 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
             LoggingConfig::builder()
                 .enabled(true)
                 .include_cookies(false)
-                .bucket(format!("{}.s3.amazonaws.com", cf_log_bucket(&cx.inputs.env)))
+                .bucket(format!("{}.s3.amazonaws.com", cf_log_bucket(&cx.inputs)))
                 .prefix("cloudfront/")
                 .build(),
         )
@@ -359,7 +359,7 @@ impl Resource for CloudFront {
             ("ipv6".into(), json!(true)),
             (
                 "logging".into(),
-                json!({"enabled": true, "bucket": format!("{}.s3.amazonaws.com", cf_log_bucket(&cx.inputs.env)), "prefix": "cloudfront/"}),
+                json!({"enabled": true, "bucket": format!("{}.s3.amazonaws.com", cf_log_bucket(&cx.inputs)), "prefix": "cloudfront/"}),
             ),
             ("tags".into(), json!(cx.tags())),
         ]))

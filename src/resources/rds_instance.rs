@@ -3,6 +3,7 @@
 //! key; defect 2 of the reference). No secret value is ever read: only the secret's ARN.
 
 use super::db_subnet_group;
+use super::names;
 use super::rds_tags;
 use crate::aws::{Aws, SendExt};
 use crate::config::Side;
@@ -21,13 +22,6 @@ pub enum Role {
 }
 
 pub struct RdsInstance(pub Arc<Aws>, pub Role, pub WaitPolicy);
-
-pub fn identifier(env: &str, role: Role) -> String {
-    match role {
-        Role::Primary => format!("tap-db-{env}"),
-        Role::Replica => format!("tap-db-replica-{env}"),
-    }
-}
 
 /// The live engine version as plan compares it. With auto minor version upgrade on, AWS moves the
 /// instance to a later minor of the same major (16.9 -> 16.10): that is not drift, and planning
@@ -186,13 +180,13 @@ impl Resource for RdsInstance {
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let id = identifier(&cx.inputs.env, self.1);
+        let id = names::db_instance(&cx.inputs, cx.node.side);
         Ok(self.describe(cx, &id).await?.map(to_live))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
         let rds = self.0.rds(&cx.region);
-        let id = identifier(&cx.inputs.env, self.1);
+        let id = names::db_instance(&cx.inputs, cx.node.side);
         let sgs: Vec<String> = serde_json::from_value(d["security_groups"].clone()).unwrap_or_default();
         let out = match self.1 {
             Role::Primary => {

@@ -16,23 +16,21 @@ use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// `tap-bucket-{r}-{env}`: versioned, SSE-KMS with the region key, owner enforced.
+    /// `tap-bucket-{r}-{env}-{account}`: versioned, SSE-KMS with the region key, owner enforced.
     Data,
-    /// `tap-cf-logs-{env}`: unversioned, SSE-S3, ACLs allowed (CloudFront logging needs them).
+    /// `tap-cf-logs-{env}-{account}`: unversioned, SSE-S3, ACLs allowed (CloudFront logging needs them).
     CloudFrontLogs,
 }
 
 pub struct S3Bucket(pub Arc<Aws>, pub Variant);
 
-pub fn cf_log_bucket(env: &str) -> String {
-    format!("tap-cf-logs-{env}")
-}
+pub use super::names::cf_log_bucket;
 
 impl S3Bucket {
     fn name(&self, cx: &NodeCx) -> String {
         match self.1 {
             Variant::Data => names::bucket(&cx.inputs, cx.node.side),
-            Variant::CloudFrontLogs => cf_log_bucket(&cx.inputs.env),
+            Variant::CloudFrontLogs => cf_log_bucket(&cx.inputs),
         }
     }
 

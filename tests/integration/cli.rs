@@ -132,7 +132,7 @@ fn deploy_status_and_destroy_through_the_binary() {
     let status = run(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        text.contains(&format!("us-east-1 BucketName = tap-bucket-useast1-{env}")),
+        text.contains(&format!("us-east-1 BucketName = tap-bucket-useast1-{env}-123456789012")),
         "{text}"
     );
     assert!(text.contains("primary/kms-key") && text.contains("ready"), "{text}");

@@ -43,7 +43,7 @@ async fn replace_is_refused_before_touching_anything_unless_allowed() {
     assert!(
         aws.s3("us-east-1")
             .head_bucket()
-            .bucket(format!("tap-bucket-useast1-{env}"))
+            .bucket(format!("tap-bucket-useast1-{env}-{}", crate::verify::ACCOUNT))
             .send()
             .await
             .is_err(),
@@ -73,7 +73,7 @@ async fn a_failed_node_blocks_only_its_dependents_and_the_next_deploy_resumes() 
     let aws = raw().await;
     // Impossible for tap: the log bucket's name is taken by another stack's bucket.
     let s3 = aws.s3("us-east-1");
-    let logs = format!("tap-cf-logs-{env}");
+    let logs = format!("tap-cf-logs-{env}-{}", crate::verify::ACCOUNT);
     s3.create_bucket().bucket(&logs).send().await.unwrap();
     let foreign = aws_sdk_s3::types::Tag::builder()
         .key("tap:stack")

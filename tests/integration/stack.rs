@@ -32,11 +32,11 @@ async fn deploy_check_redeploy_destroy() {
     check_everything(&aws, &i).await;
     assert_eq!(
         first.outputs["us-east-1"]["BucketName"],
-        format!("tap-bucket-useast1-{env}")
+        format!("tap-bucket-useast1-{env}-{}", verify::ACCOUNT)
     );
     assert_eq!(
         first.outputs["eu-west-1"]["BucketName"],
-        format!("tap-bucket-euwest1-{env}")
+        format!("tap-bucket-euwest1-{env}-{}", verify::ACCOUNT)
     );
 
     let second = run(Command::Deploy, &o).await;
@@ -52,7 +52,7 @@ async fn deploy_check_redeploy_destroy() {
     // policy while it writes (on AWS over TLS the policy allows these calls).
     for side in Side::BOTH {
         let s3 = aws.s3(i.region(side));
-        let bucket = format!("tap-bucket-{}-{env}", i.r(side));
+        let bucket = format!("tap-bucket-{}-{env}-{}", i.r(side), verify::ACCOUNT);
         s3.delete_bucket_policy().bucket(&bucket).send().await.unwrap();
         for v in 0..3 {
             for key in ["a.txt", "dir/b.txt"] {

@@ -46,8 +46,8 @@ async fn full_stack_waits_like_aws() {
     let nat = |side: &str| state.nodes[&format!("{side}/nat-gateway")].physical_id.clone().unwrap();
     let ev = timing_events();
     // The replica only after the primary is available (it was `creating` for rds_create s).
-    let primary_created = at(&ev, "CreateDBInstance", &format!("tap-db-{env}"));
-    let replica_created = at(&ev, "CreateDBInstanceReadReplica", &format!("tap-db-replica-{env}"));
+    let primary_created = at(&ev, "CreateDBInstance", &format!("tap-db-useast1-{env}"));
+    let replica_created = at(&ev, "CreateDBInstanceReadReplica", &format!("tap-db-euwest1-{env}"));
     assert!(
         replica_created - primary_created >= secs("rds_create") - slack,
         "replica {replica_created} vs primary {primary_created}"
@@ -80,8 +80,8 @@ async fn full_stack_waits_like_aws() {
 
     run(Command::Destroy, &o).await;
     let ev = timing_events();
-    let replica_deleted = at(&ev, "DeleteDBInstance", &format!("tap-db-replica-{env}"));
-    let primary_deleted = at(&ev, "DeleteDBInstance", &format!("tap-db-{env}"));
+    let replica_deleted = at(&ev, "DeleteDBInstance", &format!("tap-db-euwest1-{env}"));
+    let primary_deleted = at(&ev, "DeleteDBInstance", &format!("tap-db-useast1-{env}"));
     assert!(
         primary_deleted - replica_deleted >= secs("rds_delete") - slack,
         "primary deleted only after the replica is gone"

@@ -6,15 +6,20 @@ use std::collections::BTreeMap;
 use tap::aws::Aws;
 use tap::config::{Inputs, Side};
 
+/// moto's account id: SPEC v2's global names end in it.
+pub const ACCOUNT: &str = "123456789012";
+
 pub fn inputs(env: &str) -> Inputs {
-    Inputs::new(
+    let mut i = Inputs::new(
         env,
         "us-east-1",
         "eu-west-1",
         Some("tap-tests".into()),
         Some("ci".into()),
     )
-    .unwrap()
+    .unwrap();
+    i.account = ACCOUNT.into();
+    i
 }
 
 fn r(i: &Inputs, side: Side) -> String {
@@ -158,7 +163,7 @@ pub async fn kms_key(aws: &Aws, i: &Inputs, side: Side) -> String {
 pub async fn bucket(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) {
     let region = i.region(side);
     let s3 = aws.s3(region);
-    let name = format!("tap-bucket-{}-{}", r(i, side), i.env);
+    let name = format!("tap-bucket-{}-{}-{ACCOUNT}", r(i, side), i.env);
     let loc = s3.get_bucket_location().bucket(&name).send().await.unwrap();
     let loc = loc
         .location_constraint
@@ -256,8 +261,8 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
         .await
         .unwrap();
     let doc = tap::resources::policy::parse(&doc.policy_document);
-    let src = format!("arn:aws:s3:::tap-bucket-useast1-{}", i.env);
-    let dst = format!("arn:aws:s3:::tap-bucket-euwest1-{}", i.env);
+    let src = format!("arn:aws:s3:::tap-bucket-useast1-{}-{ACCOUNT}", i.env);
+    let dst = format!("arn:aws:s3:::tap-bucket-euwest1-{}-{ACCOUNT}", i.env);
     let grants = |resource: &str| -> Vec<String> {
         let mut v: Vec<String> = statements(&doc)
             .iter()
@@ -290,7 +295,7 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
     let conf = aws
         .s3("us-east-1")
         .get_bucket_replication()
-        .bucket(format!("tap-bucket-useast1-{}", i.env))
+        .bucket(format!("tap-bucket-useast1-{}-{ACCOUNT}", i.env))
         .send()
         .await
         .unwrap();
@@ -338,7 +343,7 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
 pub async fn slice_gone(aws: &Aws, i: &Inputs) {
     for side in Side::BOTH {
         let region = i.region(side);
-        let name = format!("tap-bucket-{}-{}", r(i, side), i.env);
+        let name = format!("tap-bucket-{}-{}-{ACCOUNT}", r(i, side), i.env);
         assert!(
             aws.s3(region).head_bucket().bucket(&name).send().await.is_err(),
             "{name} deleted"

@@ -1,6 +1,6 @@
 //! SPEC checks for compute, monitoring and CloudFront rows, and "nothing of the env remains".
 
-use crate::verify::{assert_tags, statements};
+use crate::verify::{ACCOUNT, assert_tags, statements};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tap::aws::Aws;
@@ -171,7 +171,7 @@ pub async fn monitoring(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> Str
     let tags = f.tags.unwrap_or_default().into_iter().collect();
     assert_tags(&fname, &tags, &i.env, &id_of(side, "lambda-function"));
 
-    let bucket = format!("tap-bucket-{r}-{}", i.env);
+    let bucket = format!("tap-bucket-{r}-{}-{ACCOUNT}", i.env);
     let n = aws
         .s3(region)
         .get_bucket_notification_configuration()
@@ -214,7 +214,7 @@ pub async fn monitoring(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> Str
 /// whether the endpoint took the origin group as default target.
 pub async fn cdn(aws: &Aws, i: &Inputs) {
     let s3 = aws.s3("us-east-1");
-    let logs = format!("tap-cf-logs-{}", i.env);
+    let logs = format!("tap-cf-logs-{}-{ACCOUNT}", i.env);
     let enc = s3
         .get_bucket_encryption()
         .bucket(&logs)
@@ -295,8 +295,8 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
     assert_eq!(
         domains,
         [
-            format!("tap-bucket-useast1-{}.s3.us-east-1.amazonaws.com", i.env),
-            format!("tap-bucket-euwest1-{}.s3.eu-west-1.amazonaws.com", i.env)
+            format!("tap-bucket-useast1-{}-{ACCOUNT}.s3.us-east-1.amazonaws.com", i.env),
+            format!("tap-bucket-euwest1-{}-{ACCOUNT}.s3.eu-west-1.amazonaws.com", i.env)
         ]
     );
     for o in origins {
@@ -379,7 +379,7 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
     assert_tags("distribution", &tags, &i.env, "primary/cloudfront");
 
     for side in Side::BOTH {
-        let bucket = format!("tap-bucket-{}-{}", i.r(side), i.env);
+        let bucket = format!("tap-bucket-{}-{}-{ACCOUNT}", i.r(side), i.env);
         let p: Value = serde_json::from_str(
             &aws.s3(i.region(side))
                 .get_bucket_policy()
@@ -488,7 +488,7 @@ pub async fn nothing_left(aws: &Aws, i: &Inputs) {
             "NAT gateways deleted"
         );
         let rds = aws.rds(region);
-        for id in [format!("tap-db-{}", i.env), format!("tap-db-replica-{}", i.env)] {
+        for id in [format!("tap-db-useast1-{}", i.env), format!("tap-db-euwest1-{}", i.env)] {
             assert!(
                 rds.describe_db_instances()
                     .db_instance_identifier(&id)
@@ -560,7 +560,7 @@ pub async fn nothing_left(aws: &Aws, i: &Inputs) {
     let s3 = aws.s3("us-east-1");
     assert!(
         s3.head_bucket()
-            .bucket(format!("tap-cf-logs-{}", i.env))
+            .bucket(format!("tap-cf-logs-{}-{ACCOUNT}", i.env))
             .send()
             .await
             .is_err(),

@@ -216,8 +216,8 @@ pub async fn database(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> aws_s
     let group = &group.db_subnet_groups()[0];
     assert_eq!(group.subnets().len(), 2, "the two database subnets");
     let (name, kind) = match side {
-        Side::Primary => (format!("tap-db-{}", i.env), "rds-primary"),
-        Side::Secondary => (format!("tap-db-replica-{}", i.env), "rds-replica"),
+        Side::Primary => (format!("tap-db-useast1-{}", i.env), "rds-primary"),
+        Side::Secondary => (format!("tap-db-euwest1-{}", i.env), "rds-replica"),
     };
     let db = rds
         .describe_db_instances()
@@ -293,10 +293,13 @@ pub async fn roles(aws: &Aws, i: &Inputs, side: Side, key_arn: &str, topic_arn: 
         .unwrap();
     let doc = tap::resources::policy::parse(&doc.policy_document);
     let st = statements(&doc);
-    assert!(st.iter().any(
-        |s| s["Resource"] == json!([format!("arn:aws:s3:::tap-bucket-{r}-{}/*", i.env)])
-            && s["Action"] == json!(["s3:GetObject", "s3:PutObject"])
-    ));
+    assert!(st.iter().any(|s| s["Resource"]
+        == json!([format!(
+            "arn:aws:s3:::tap-bucket-{r}-{}-{}/*",
+            i.env,
+            crate::verify::ACCOUNT
+        )])
+        && s["Action"] == json!(["s3:GetObject", "s3:PutObject"])));
     assert!(
         st.iter()
             .any(|s| s["Resource"] == json!([key_arn]) && s["Action"] == json!(["kms:Decrypt", "kms:GenerateDataKey"]))

@@ -59,7 +59,9 @@ start() {
   elif [[ $mode == faults ]]; then
     nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" --faults >"$logfile" 2>&1 &
   else
-    nohup "$venv/bin/moto_server" -H "$host" -p "$port" >"$logfile" 2>&1 &
+    # moto behind the same thin wrapper with no timing: it serializes RDS calls, which moto's
+    # threaded server does not survive concurrently (see timing_server.py).
+    nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" --plain >"$logfile" 2>&1 &
   fi
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do

@@ -10,7 +10,8 @@ take real (short) time:
   CloudFront       `InProgress` for TAP_TIMING_CF_DEPLOY s after create or update
   every call       sleeps TAP_TIMING_LATENCY seconds per service, e.g. "rds=0.05,ec2=0.01"
 
-With --faults, `faults.py` sits in front and injects throttling, 5xx, lost responses, eventual
+`rules.py` (on unless TAP_RULES=0) answers as AWS does where moto is lenient. With --faults,
+`faults.py` sits in front and injects throttling, 5xx, lost responses, eventual
 consistency and lingering dependencies (TAP_FAULTS).
 
 GET /_timing/events returns every create/delete/update it saw, with timestamps, so that tests
@@ -49,6 +50,10 @@ CONFIG = {
 }
 
 LOCK = threading.Lock()
+# moto's RDS backend is not safe under concurrent requests: a DescribeDBInstances running while
+# another test deletes an instance can raise KeyError, which moto answers as
+# InvalidParameterValue naming the other instance. RDS calls are few: they are served one at a time.
+RDS_LOCK = threading.Lock()
 EVENTS = []  # {"t", "service", "action", "id"}
 RDS_CREATED = {}  # id -> t
 RDS_DELETED = {}  # id -> t
@@ -110,7 +115,11 @@ class Timing:
             captured["status"], captured["headers"] = status, headers
             return lambda _: None
 
-        out = b"".join(self.app(environ, capture))
+        if service == "rds":
+            with RDS_LOCK:
+                out = b"".join(self.app(environ, capture))
+        else:
+            out = b"".join(self.app(environ, capture))
         status, headers = captured["status"], captured["headers"]
         text = out.decode("utf-8", errors="replace")
         now = time.time()
@@ -214,9 +223,18 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4566)
     p.add_argument("--faults", action="store_true", help="inject faults per TAP_FAULTS (see faults.py)")
+    p.add_argument("--plain", action="store_true", help="no timing: moto as it is, RDS calls serialized")
     a = p.parse_args()
+    if a.plain:
+        for k in ("rds_create", "rds_delete", "nat_create", "nat_delete", "cf_deploy"):
+            CONFIG[k] = 0
+        CONFIG["latency"] = {}
     os.environ.setdefault("MOTO_PORT", str(a.port))
     app = Timing(DomainDispatcherApplication(create_backend_app))
+    if os.environ.get("TAP_RULES", "1") != "0":
+        from rules import Rules
+
+        app = Rules(app)
     if a.faults:
         from faults import Faults
 

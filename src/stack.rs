@@ -57,6 +57,12 @@ pub fn graph() -> Result<Graph, GraphError> {
     repl.push(role);
     g.add(Primary, "s3-replication", &repl)?;
 
+    // SPEC v2: the master password comes from a secret replicated to the secondary region.
+    let secret = g.add(
+        Primary,
+        "db-secret",
+        &[id(Primary, "kms-key"), id(Secondary, "kms-key")],
+    )?;
     let primary_db = g.add(
         Primary,
         "rds-primary",
@@ -64,6 +70,7 @@ pub fn graph() -> Result<Graph, GraphError> {
             id(Primary, "kms-key"),
             id(Primary, "db-subnet-group"),
             id(Primary, "sg-db"),
+            secret,
         ],
     )?;
     g.add(
@@ -213,6 +220,7 @@ pub fn resource(kind: &str, aws: &Arc<Aws>, waits: &Waits) -> Arc<dyn Resource> 
         "iam-ec2-role" => Arc::new(IamRole(a, RoleKind::Ec2)),
         "iam-lambda-role" => Arc::new(IamRole(a, RoleKind::Lambda)),
         "db-subnet-group" => Arc::new(DbSubnetGroup(a)),
+        "db-secret" => Arc::new(crate::resources::db_secret::DbSecret(a)),
         "rds-primary" => Arc::new(RdsInstance(a, DbRole::Primary, waits.of(kind))),
         "rds-replica" => Arc::new(RdsInstance(a, DbRole::Replica, waits.of(kind))),
         "launch-template" => Arc::new(LaunchTemplate(a)),
@@ -248,6 +256,16 @@ pub fn outputs(
         for (name, kind, attr) in TABLE {
             if let Some(v) = attrs.get(&id(side, kind)).and_then(|a| a.get(*attr)) {
                 out.entry(region(side)).or_default().insert(name.to_string(), v.clone());
+            }
+        }
+    }
+    // DbSecretArn: the secret in the primary region, its replica in the secondary.
+    if let Some(a) = attrs.get(&id(Primary, "db-secret")) {
+        for (side, attr) in [(Primary, "arn"), (Secondary, "replica_arn")] {
+            if let Some(v) = a.get(attr) {
+                out.entry(region(side))
+                    .or_default()
+                    .insert("DbSecretArn".into(), v.clone());
             }
         }
     }

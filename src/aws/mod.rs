@@ -186,6 +186,7 @@ clients! {
     logs: aws_sdk_cloudwatchlogs;
     cloudfront: aws_sdk_cloudfront;
     ssm: aws_sdk_ssm;
+    secrets: aws_sdk_secretsmanager;
 }
 
 pub struct Aws {

@@ -58,6 +58,9 @@ impl Action {
     }
 }
 
+/// The error code of an object that exists under another account (see `resources::s3_bucket`).
+pub const FOREIGN: &str = "BucketOwnedByAnotherAccount";
+
 /// Shared by every node of a run.
 pub struct Driver {
     pub store: Arc<StateStore>,
@@ -443,7 +446,14 @@ impl Driver {
 
     pub async fn destroy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
         let res = async {
-            let live = self.call(cx, || r.read(cx)).await?;
+            let live = match self.call(cx, || r.read(cx)).await {
+                // Not this account's object (a bucket name someone else holds): not tap's to delete.
+                Err(e) if e.code == FOREIGN => {
+                    self.store.remove(cx.id())?;
+                    return Ok(Action::Skip { reason: e.message });
+                }
+                other => other?,
+            };
             let action = match live {
                 None => Action::None,
                 Some(l) if l.owned_by(&cx.inputs.env, cx.id()) == Some(false) => {

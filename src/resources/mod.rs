@@ -3,6 +3,7 @@
 pub mod asg;
 pub mod cf_oac;
 pub mod cloudfront;
+pub mod db_secret;
 pub mod db_subnet_group;
 pub mod ec2;
 pub mod iam_role;

@@ -1,6 +1,6 @@
-//! `rds-primary` (Postgres, Multi-AZ, password managed by RDS in Secrets Manager) and
+//! `rds-primary` (Postgres, Multi-AZ, master password from `db-secret`) and
 //! `rds-replica` (cross-region read replica by the primary's ARN, encrypted with the secondary
-//! key; defect 2 of the reference). No secret value is ever read: only the secret's ARN.
+//! key; defect 2 of the reference). The password is read from the secret only to be sent.
 
 use super::db_subnet_group;
 use super::names;
@@ -22,6 +22,14 @@ pub enum Role {
 }
 
 pub struct RdsInstance(pub Arc<Aws>, pub Role, pub WaitPolicy);
+
+impl RdsInstance {
+    /// The master password, from `db-secret` (read at the moment of use, never kept).
+    async fn password(&self, cx: &NodeCx) -> Result<String, NodeError> {
+        let secret = cx.attr(&node_id(Side::Primary, "db-secret"), "arn")?;
+        super::db_secret::master_password(&self.0, &cx.region, &secret).await
+    }
+}
 
 /// The live engine version as plan compares it. With auto minor version upgrade on, AWS moves the
 /// instance to a later minor of the same major (16.9 -> 16.10): that is not drift, and planning
@@ -150,7 +158,7 @@ impl Resource for RdsInstance {
                     ("backup_retention_days", json!(7)),
                     ("db_name", json!("tapdb")),
                     ("master_username", json!("tapuser")),
-                    ("managed_password", json!(true)),
+                    ("managed_password", json!(false)),
                     ("deletion_protection", json!(false)),
                     ("copy_tags_to_snapshot", json!(true)),
                 ] {
@@ -203,8 +211,9 @@ impl Resource for RdsInstance {
                     .backup_retention_period(7)
                     .db_name(s(d, "db_name"))
                     .master_username(s(d, "master_username"))
-                    .manage_master_user_password(true)
-                    .master_user_secret_kms_key_id(s(d, "kms_key"))
+                    // SPEC v2: the password from `db-secret`, never ManageMasterUserPassword
+                    // (AWS refuses read replicas of an instance whose password RDS manages).
+                    .master_user_password(self.password(cx).await?)
                     .publicly_accessible(false)
                     .deletion_protection(false)
                     .copy_tags_to_snapshot(true)
@@ -290,9 +299,10 @@ impl Resource for RdsInstance {
                 req = req.copy_tags_to_snapshot(true);
             }
             if has("managed_password") {
+                // Turning RDS's management off takes a password: the one in `db-secret`.
                 req = req
-                    .manage_master_user_password(true)
-                    .master_user_secret_kms_key_id(s(d, "kms_key"));
+                    .manage_master_user_password(false)
+                    .master_user_password(self.password(cx).await?);
             }
             req.send().await.op("ModifyDBInstance")?;
         }

@@ -26,6 +26,40 @@ pub struct S3Bucket(pub Arc<Aws>, pub Variant);
 
 pub use super::names::cf_log_bucket;
 
+/// A 403 from a call on `bucket` (its policy, its notifications): when HeadBucket is refused
+/// too, the bucket is another account's, and the error says so; otherwise `e` as it is.
+pub async fn explain_forbidden(aws: &Aws, region: &str, bucket: &str, e: NodeError) -> NodeError {
+    if !matches!(e.code.as_str(), "AccessDenied" | "Forbidden" | "HTTP403") {
+        return e;
+    }
+    match aws
+        .s3(region)
+        .head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .op("HeadBucket")
+    {
+        Err(h) if matches!(h.code.as_str(), "Forbidden" | "HTTP403" | "AccessDenied") => another_account(bucket, &e.op),
+        _ => e,
+    }
+}
+
+/// The code of an error about a bucket name that belongs to another account.
+pub const FOREIGN_BUCKET: &str = crate::engine::reconcile::FOREIGN;
+
+/// A bucket name taken by another account: nothing tap can do but say so.
+fn another_account(name: &str, op: &str) -> NodeError {
+    NodeError::fatal(
+        op,
+        FOREIGN_BUCKET,
+        format!(
+            "bucket {name} exists and belongs to another AWS account (bucket names are global); \
+             tap cannot use it. Delete it there, or deploy with another --env"
+        ),
+    )
+}
+
 impl S3Bucket {
     fn name(&self, cx: &NodeCx) -> String {
         match self.1 {
@@ -36,15 +70,16 @@ impl S3Bucket {
 
     async fn describe(&self, cx: &NodeCx, name: &str) -> Result<Option<Live>, NodeError> {
         let s3 = self.0.s3(&cx.region);
-        if s3
-            .head_bucket()
-            .bucket(name)
-            .send()
-            .await
-            .absent_on("HeadBucket", &["NotFound", "NoSuchBucket"])?
-            .is_none()
-        {
-            return Ok(None);
+        let head = s3.head_bucket().bucket(name).send().await.op("HeadBucket");
+        match head {
+            Ok(_) => {}
+            Err(e) if matches!(e.code.as_str(), "NotFound" | "NoSuchBucket") => return Ok(None),
+            // HeadBucket answers 403 (no body, so no error code) when the bucket exists and this
+            // account may not see it: bucket names are global, and this one is someone else's.
+            Err(e) if matches!(e.code.as_str(), "Forbidden" | "HTTP403" | "AccessDenied") => {
+                return Err(another_account(name, "HeadBucket"));
+            }
+            Err(e) => return Err(e),
         }
         let versioning =
             match compat::versioning_status(s3.get_bucket_versioning().bucket(name).send().await)?.as_deref() {
@@ -252,10 +287,15 @@ impl Resource for S3Bucket {
         // BucketAlreadyOwnedByYou: this account made it, under a name only this env uses (a retry
         // after a lost response, or a crash before state was saved). Any other account's bucket
         // answers BucketAlreadyExists, which is fatal.
-        req.create_bucket_configuration(conf.build())
+        match req
+            .create_bucket_configuration(conf.build())
             .send()
             .await
-            .ok_on("CreateBucket", &["BucketAlreadyOwnedByYou"])?;
+            .ok_on("CreateBucket", &["BucketAlreadyOwnedByYou"])
+        {
+            Err(e) if e.code == "BucketAlreadyExists" => return Err(another_account(&name, "CreateBucket")),
+            other => other?,
+        }
         Ok(Live::new(&name).attr("name", &name))
     }
 

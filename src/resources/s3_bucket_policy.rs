@@ -56,13 +56,15 @@ impl Resource for S3BucketPolicy {
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let bucket = names::bucket(&cx.inputs, cx.node.side);
         let out = self.0.s3(&cx.region).get_bucket_policy().bucket(&bucket).send().await;
-        Ok(out
-            .absent_on("GetBucketPolicy", &["NoSuchBucketPolicy", "NoSuchBucket"])?
-            .map(|o| {
-                Live::new(&bucket)
-                    .attr("bucket", &bucket)
-                    .prop("policy", policy::parse(o.policy.as_deref().unwrap_or_default()))
-            }))
+        let out = match out.absent_on("GetBucketPolicy", &["NoSuchBucketPolicy", "NoSuchBucket"]) {
+            Ok(o) => o,
+            Err(e) => return Err(super::s3_bucket::explain_forbidden(&self.0, &cx.region, &bucket, e).await),
+        };
+        Ok(out.map(|o| {
+            Live::new(&bucket)
+                .attr("bucket", &bucket)
+                .prop("policy", policy::parse(o.policy.as_deref().unwrap_or_default()))
+        }))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {

@@ -60,7 +60,11 @@ impl Resource for S3Notification {
             .bucket(&bucket)
             .send()
             .await;
-        let Some(out) = compat::notification_configuration(out)? else {
+        let out = match compat::notification_configuration(out) {
+            Ok(o) => o,
+            Err(e) => return Err(super::s3_bucket::explain_forbidden(&self.0, &cx.region, &bucket, e).await),
+        };
+        let Some(out) = out else {
             return Ok(None);
         };
         let Some(conf) = out.lambda_function_configurations().first() else {

@@ -209,3 +209,22 @@ pub fn faults_injected(endpoint: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// POSTs to a control path of the plain emulator (e.g. `/_rules/upgrade?...`); returns the JSON.
+pub fn emulator_post(path: &str) -> serde_json::Value {
+    let url = format!("{}{path}", endpoint());
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,urllib.request;sys.stdout.write(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST')).read().decode())",
+            &url,
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "POST {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{url}: {e}"))
+}

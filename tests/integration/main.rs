@@ -7,6 +7,7 @@ mod drift;
 mod faults;
 mod interrupt;
 mod recovery;
+mod rules;
 mod stack;
 mod timing;
 mod verify;

@@ -405,6 +405,16 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
 /// count as gone).
 pub async fn nothing_left(aws: &Aws, i: &Inputs) {
     crate::verify::slice_gone(aws, i).await;
+    // The secret, in both regions (deleted without a recovery window).
+    for side in Side::BOTH {
+        let list = aws.secrets(i.region(side)).list_secrets().send().await.unwrap();
+        let name = format!("tap-db-{}", i.env);
+        assert!(
+            !list.secret_list().iter().any(|s| s.name() == Some(name.as_str())),
+            "secret {name} in {}",
+            i.region(side)
+        );
+    }
     for side in Side::BOTH {
         let region = i.region(side);
         let r = i.r(side);

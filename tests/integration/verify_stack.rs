@@ -256,8 +256,8 @@ pub async fn database(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> aws_s
         assert_eq!(db.db_name.as_deref(), Some("tapdb"));
         assert_eq!(db.master_username.as_deref(), Some("tapuser"));
         assert!(
-            db.master_user_secret.is_some(),
-            "password managed by RDS in Secrets Manager"
+            db.master_user_secret.is_none(),
+            "SPEC v2: the password comes from db-secret, never ManageMasterUserPassword"
         );
         assert_eq!(db.deletion_protection, Some(false));
         assert_eq!(db.copy_tags_to_snapshot, Some(true));
@@ -358,4 +358,52 @@ pub async fn roles(aws: &Aws, i: &Inputs, side: Side, key_arn: &str, topic_arn: 
         actions(json!(["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]))["Resource"],
         json!([key_arn])
     );
+}
+
+/// `db-secret` (SPEC v2): name, region key, replica in the secondary region under its key, tags,
+/// and a SecretString RDS accepts. Returns the password, for tests that look for leaks.
+pub async fn secret(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key: &str) -> String {
+    let sm = aws.secrets(i.region(Side::Primary));
+    let name = format!("tap-db-{}", i.env);
+    let d = sm.describe_secret().secret_id(&name).send().await.unwrap();
+    assert_eq!(
+        d.kms_key_id.as_deref(),
+        Some(primary_key),
+        "{name} encrypted with the region key"
+    );
+    assert!(d.deleted_date.is_none());
+    let replicas = d.replication_status();
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(replicas[0].region.as_deref(), Some(i.region(Side::Secondary)));
+    assert_eq!(
+        replicas[0].kms_key_id.as_deref(),
+        Some(secondary_key),
+        "replica under the secondary key"
+    );
+    let tags = d
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))
+        .collect();
+    assert_tags(&name, &tags, &i.env, &id_of(Side::Primary, "db-secret"));
+    let v = sm.get_secret_value().secret_id(&name).send().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+    assert_eq!(v["username"], "tapuser");
+    let password = v["password"].as_str().unwrap().to_string();
+    assert_eq!(password.len(), 32);
+    assert!(!password.contains(['/', '"', '@', '\\', ' ']), "characters RDS refuses");
+    // The replica is readable in the secondary region (by ARN: moto finds replicas by ARN only).
+    let replica_arn = d
+        .arn()
+        .unwrap()
+        .replacen(i.region(Side::Primary), i.region(Side::Secondary), 1);
+    let replica = aws
+        .secrets(i.region(Side::Secondary))
+        .describe_secret()
+        .secret_id(&replica_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replica.kms_key_id.as_deref(), Some(secondary_key));
+    password
 }

@@ -1,0 +1,127 @@
+//! The emulator's AWS rules (`localstack/rules.py`): each refuses what AWS refuses and moto
+//! accepts, and tap lives within them.
+
+use crate::common::{self, emulator_post, raw};
+use crate::verify;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use tap::app::{self, Command, Outcome};
+
+fn code<T, E: ProvideErrorMetadata>(
+    r: Result<
+        T,
+        aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    >,
+) -> Option<String> {
+    match r {
+        Ok(_) => None,
+        Err(e) => Some(e.code().unwrap_or("none").to_string()),
+    }
+}
+
+/// SPEC v1 asked RDS to manage the master password; AWS refuses a read replica of such an
+/// instance, and so does the emulator now. v2's own password is accepted.
+#[tokio::test]
+async fn a_replica_of_an_instance_whose_password_rds_manages_is_refused() {
+    let aws = raw().await;
+    let env = common::unique_env("mpw");
+    let rds = aws.rds("us-east-1");
+    for (id, managed) in [(format!("{env}-managed"), true), (format!("{env}-own"), false)] {
+        let mut req = rds
+            .create_db_instance()
+            .db_instance_identifier(&id)
+            .engine("postgres")
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .master_username("tapuser");
+        req = match managed {
+            true => req.manage_master_user_password(true),
+            false => req.master_user_password("not-a-secret-at-all-1234"),
+        };
+        req.send().await.unwrap();
+        let replica = aws
+            .rds("eu-west-1")
+            .create_db_instance_read_replica()
+            .db_instance_identifier(format!("{id}-r"))
+            .source_db_instance_identifier(format!("arn:aws:rds:us-east-1:{}:db:{id}", verify::ACCOUNT))
+            .db_instance_class("db.t3.micro")
+            .send()
+            .await;
+        let want = managed.then(|| "InvalidParameterValue".to_string());
+        assert_eq!(code(replica), want, "managed password: {managed}");
+        if !managed {
+            let _ = aws
+                .rds("eu-west-1")
+                .delete_db_instance()
+                .db_instance_identifier(format!("{id}-r"))
+                .skip_final_snapshot(true)
+                .send()
+                .await;
+        }
+        let _ = rds
+            .delete_db_instance()
+            .db_instance_identifier(&id)
+            .skip_final_snapshot(true)
+            .send()
+            .await;
+    }
+}
+
+/// A key policy naming a role that does not exist is refused, as KMS does.
+#[tokio::test]
+async fn a_key_policy_naming_a_missing_role_is_refused() {
+    let aws = raw().await;
+    let policy = |role: &str| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", verify::ACCOUNT)},
+             "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:role/{role}", verify::ACCOUNT)},
+             "Action": "kms:Decrypt", "Resource": "*"}]})
+        .to_string()
+    };
+    let kms = aws.kms("us-east-1");
+    let r = kms.create_key().policy(policy("no-such-role-tap")).send().await;
+    assert_eq!(code(r), Some("MalformedPolicyDocumentException".into()));
+}
+
+/// A bucket name owned by another account: deploy fails naming the bucket and saying so, and
+/// what depends on it is not attempted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_name_of_another_account_fails_clearly() {
+    let env = common::unique_env("fgn");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let bucket = format!("tap-bucket-euwest1-{env}-{}", verify::ACCOUNT);
+    emulator_post(&format!("/_rules/foreign-bucket?name={bucket}"));
+    let r = app::execute(Command::Deploy, &o).await.unwrap();
+    let line = r.nodes.iter().find(|n| n.id == "secondary/s3-bucket").unwrap();
+    match &line.outcome {
+        Outcome::Failed { error, .. } => {
+            assert!(
+                error.contains(&bucket) && error.contains("another AWS account"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for dependent in [
+        "primary/s3-replication",
+        "secondary/s3-bucket-policy",
+        "secondary/s3-notification",
+    ] {
+        let n = r.nodes.iter().find(|n| n.id == dependent).unwrap();
+        assert!(
+            matches!(n.outcome, Outcome::Blocked { .. }),
+            "{dependent}: {:?}",
+            n.outcome
+        );
+    }
+    // Destroy leaves the other account's bucket alone (skipped, saying why) and removes the rest.
+    let d = app::execute(Command::Destroy, &o).await.unwrap();
+    assert!(d.failures().is_empty(), "{:#?}", d.failures());
+    assert!(matches!(
+        d.action("secondary/s3-bucket"),
+        Some(tap::engine::reconcile::Action::Skip { reason }) if reason.contains(&bucket)
+    ));
+    let aws = raw().await;
+    assert!(crate::faults::tagged_objects(&aws, &i).await.is_empty());
+}

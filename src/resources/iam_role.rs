@@ -370,12 +370,30 @@ pub async fn delete_role(aws: &Aws, region: &str, name: &str) -> Result<(), Node
     {
         for p in profiles.instance_profiles() {
             let pn = &p.instance_profile_name;
-            iam.remove_role_from_instance_profile()
+            let removed = iam
+                .remove_role_from_instance_profile()
                 .instance_profile_name(pn)
                 .role_name(name)
                 .send()
                 .await
-                .ok_on("RemoveRoleFromInstanceProfile", GONE)?;
+                .ok_on("RemoveRoleFromInstanceProfile", GONE);
+            if let Err(e) = removed {
+                // A retry after a lost response finds the role already removed (moto then answers
+                // 500): removed is removed. Anything else stands.
+                let still = iam
+                    .get_instance_profile()
+                    .instance_profile_name(pn)
+                    .send()
+                    .await
+                    .absent_on("GetInstanceProfile", GONE)?
+                    .is_some_and(|p| {
+                        p.instance_profile()
+                            .is_some_and(|p| p.roles().iter().any(|r| r.role_name() == name))
+                    });
+                if still {
+                    return Err(e);
+                }
+            }
             iam.delete_instance_profile()
                 .instance_profile_name(pn)
                 .send()

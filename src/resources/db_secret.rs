@@ -28,6 +28,15 @@ fn replica_arn(arn: &str, primary: &str, region: &str) -> String {
     arn.replacen(&format!(":{primary}:"), &format!(":{region}:"), 1)
 }
 
+/// The secondary region and its key, as desired (create and update send the same).
+fn replica(d: &Props) -> ReplicaRegionType {
+    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    ReplicaRegionType::builder()
+        .region(s("replica_region"))
+        .kms_key_id(s("replica_kms_key"))
+        .build()
+}
+
 fn tags(cx: &NodeCx) -> Vec<Tag> {
     cx.tags()
         .into_iter()
@@ -129,12 +138,7 @@ impl Resource for DbSecret {
             .description(format!("TAP database master credentials ({})", cx.inputs.env))
             .kms_key_id(s("kms_key"))
             .secret_string(json!({"username": USERNAME, "password": password}).to_string())
-            .add_replica_regions(
-                ReplicaRegionType::builder()
-                    .region(s("replica_region"))
-                    .kms_key_id(s("replica_kms_key"))
-                    .build(),
-            )
+            .add_replica_regions(replica(d))
             .set_tags(Some(tags(cx)))
             .client_request_token(cx.token(64))
             .send()
@@ -180,12 +184,7 @@ impl Resource for DbSecret {
             }
             sm.replicate_secret_to_regions()
                 .secret_id(id)
-                .add_replica_regions(
-                    ReplicaRegionType::builder()
-                        .region(s("replica_region"))
-                        .kms_key_id(s("replica_kms_key"))
-                        .build(),
-                )
+                .add_replica_regions(replica(d))
                 .send()
                 .await
                 .op("ReplicateSecretToRegions")?;

@@ -6,9 +6,9 @@ use crate::config::Side;
 use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_s3::types::{
-    DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, EncryptionConfiguration,
-    ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus, SourceSelectionCriteria,
-    SseKmsEncryptedObjects, SseKmsEncryptedObjectsStatus, StorageClass,
+    DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, EncryptionConfiguration, Metrics,
+    MetricsStatus, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
+    SourceSelectionCriteria, SseKmsEncryptedObjects, SseKmsEncryptedObjectsStatus, StorageClass,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -36,12 +36,22 @@ impl Resource for S3Replication {
                 json!(names::bucket_arn(&cx.inputs, Side::Secondary)),
             ),
             ("storage_class".into(), json!("STANDARD_IA")),
+            // SPEC v2: S3 emits the s3:Replication:* events the function subscribes to only with
+            // replication metrics on (S3 User Guide, "Monitoring progress with replication metrics").
+            ("metrics".into(), json!("Enabled")),
             (
                 "replica_kms_key".into(),
                 json!(cx.attr(&node_id(Side::Secondary, "kms-key"), "arn")?),
             ),
             ("sse_kms_encrypted_objects".into(), json!("Enabled")),
         ]))
+    }
+
+    fn object(&self, cx: &NodeCx) -> String {
+        format!(
+            "replication configuration of bucket {}",
+            names::bucket(&cx.inputs, Side::Primary)
+        )
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -87,6 +97,9 @@ impl Resource for S3Replication {
                 if let Some(sc) = &d.storage_class {
                     live = live.prop("storage_class", sc.as_str());
                 }
+                if let Some(m) = &d.metrics {
+                    live = live.prop("metrics", m.status.as_str());
+                }
                 if let Some(k) = d
                     .encryption_configuration
                     .as_ref()
@@ -124,6 +137,12 @@ impl Resource for S3Replication {
                 EncryptionConfiguration::builder()
                     .replica_kms_key_id(s("replica_kms_key"))
                     .build(),
+            )
+            .metrics(
+                Metrics::builder()
+                    .status(MetricsStatus::from(s("metrics").as_str()))
+                    .build()
+                    .expect("status set"),
             )
             .build()
             .expect("bucket set");

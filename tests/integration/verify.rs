@@ -321,6 +321,12 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
     let dest = rule.destination.as_ref().unwrap();
     assert_eq!(dest.bucket, dst, "defect 1: the destination is the secondary bucket");
     assert_eq!(dest.storage_class.as_ref().map(|s| s.as_str()), Some("STANDARD_IA"));
+    // SPEC v2: replication metrics on.
+    assert_eq!(
+        dest.metrics.as_ref().map(|m| m.status.as_str()),
+        Some("Enabled"),
+        "replication metrics"
+    );
     assert_eq!(
         dest.encryption_configuration
             .as_ref()

@@ -131,11 +131,65 @@ fn deploy_status_and_destroy_through_the_binary() {
     );
     let status = run(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
+    // The database password appears in no output and not in the state file.
+    let password = {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let aws = common::raw().await;
+            let v = aws
+                .secrets("us-east-1")
+                .get_secret_value()
+                .secret_id(format!("tap-db-{env}"))
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+            v["password"].as_str().unwrap().to_string()
+        })
+    };
+    let plan_json = run(&["--json", "plan"]);
+    let status_json = run(&["--json", "status"]);
+    for (what, o) in [
+        ("deploy", &out),
+        ("plan", &plan),
+        ("status", &status),
+        ("plan --json", &plan_json),
+        ("status --json", &status_json),
+    ] {
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(&password), "{what} stdout");
+        assert!(!stderr(o).contains(&password), "{what} stderr");
+    }
+    assert!(
+        !std::fs::read_to_string(&state).unwrap().contains(&password),
+        "state file"
+    );
     assert!(
         text.contains(&format!("us-east-1 BucketName = tap-bucket-useast1-{env}-123456789012")),
         "{text}"
     );
     assert!(text.contains("primary/kms-key") && text.contains("ready"), "{text}");
+
+    // AWS moves the primary to a later minor version (auto minor version upgrade): not drift.
+    common::emulator_post(&format!("/_rules/upgrade?id=tap-db-useast1-{env}&version=16.10"));
+    let plan = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "no changes after a minor upgrade: {}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let again = run(&["-vv", "deploy"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let calls = stderr(&again);
+    assert!(
+        calls.contains("RDS.DescribeDBInstances"),
+        "-vv lists the calls: {calls}"
+    );
+    assert!(
+        !calls.contains("RDS.ModifyDBInstance"),
+        "no downgrade attempted: {calls}"
+    );
+
     let out = run(&["destroy", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan = run(&["plan", "--detailed-exitcode"]);

@@ -144,9 +144,35 @@ async fn lost_state_file_yields_no_duplicate() {
     run(Command::Deploy, &o).await;
     let before = tap::engine::state::State::load(&o.state_path).unwrap();
     std::fs::remove_file(&o.state_path).unwrap();
+    // And the secret scheduled for deletion (a destroy of an older tool, say): restored, adopted.
+    let secrets = aws.secrets("us-east-1");
+    let secret = format!("tap-db-{env}");
+    // AWS refuses to delete a secret that still has replicas: the replica goes first.
+    secrets
+        .remove_regions_from_replication()
+        .secret_id(&secret)
+        .remove_replica_regions("eu-west-1")
+        .send()
+        .await
+        .unwrap();
+    secrets
+        .delete_secret()
+        .secret_id(&secret)
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
 
     let second = run(Command::Deploy, &o).await;
     assert_eq!(second.counts()["create"], 0, "{:#?}", second.nodes);
+    assert!(matches!(
+        second.action("primary/db-secret"),
+        Some(Action::Update { .. })
+    ));
+    let d = secrets.describe_secret().secret_id(&secret).send().await.unwrap();
+    assert!(d.deleted_date.is_none(), "the secret was restored");
+    let replicas: Vec<_> = d.replication_status().iter().filter_map(|r| r.region()).collect();
+    assert_eq!(replicas, ["eu-west-1"], "its replica added back");
     for side in Side::BOTH {
         assert_eq!(
             verify::owned_keys(&aws, &i, side).await,

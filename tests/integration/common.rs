@@ -8,12 +8,17 @@ use tap::app::{self, Command as Cmd, Options, Report};
 use tap::aws::{Aws, Connection};
 use tap::config::Inputs;
 
-/// `TAP_TEST_ENDPOINT`, or the emulator that `localstack/emulator.sh` starts (once).
-pub fn endpoint() -> String {
-    static EP: OnceLock<String> = OnceLock::new();
-    EP.get_or_init(|| {
+/// The plain emulators: `TAP_TEST_ENDPOINT` (one URL, or several separated by commas), or the
+/// one `localstack/emulator.sh` starts (once).
+fn endpoints() -> &'static [String] {
+    static EPS: OnceLock<Vec<String>> = OnceLock::new();
+    EPS.get_or_init(|| {
         if let Ok(e) = std::env::var("TAP_TEST_ENDPOINT") {
-            return e;
+            return e
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("localstack/emulator.sh");
         let st = Command::new("bash")
@@ -23,9 +28,19 @@ pub fn endpoint() -> String {
             .expect("run localstack/emulator.sh");
         assert!(st.success(), "localstack/emulator.sh start failed");
         let port = std::env::var("TAP_EMULATOR_PORT").unwrap_or_else(|_| "4566".into());
-        format!("http://127.0.0.1:{port}")
+        vec![format!("http://127.0.0.1:{port}")]
     })
-    .clone()
+}
+
+/// This test's emulator: with several, one chosen by the test's name (libtest runs each test on
+/// a thread named after it), so that one moto process (one core, Python) is not every test's.
+pub fn endpoint() -> String {
+    let all = endpoints();
+    let name = std::thread::current().name().unwrap_or_default().to_string();
+    let h = name
+        .bytes()
+        .fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+    all[h as usize % all.len()].clone()
 }
 
 /// An env suffix of its own for each test (tests share one emulator).

@@ -17,6 +17,11 @@ what exists.
         call naming it, 409 BucketAlreadyExists on CreateBucket. S3 API reference, HeadBucket
         (403 when the bucket exists and you have no access) and CreateBucket (BucketAlreadyExists:
         "The requested bucket name is not available ... select a different name").
+  credentials without access  a bucket name added with POST /_rules/deny-bucket?name=... (a
+        bucket of this account; &allow=1 lifts it) -> 403 AccessDenied on every call naming it, as for an identity
+        whose IAM policy lacks s3:ListBucket / s3:Get* on it (ListBuckets still lists it: S3 API
+        reference, ListBuckets needs s3:ListAllMyBuckets only). HEAD requests get no body, as on
+        AWS.
   key policy principals  CreateKey / PutKeyPolicy whose policy names an IAM role of this account
         that does not exist -> 400 MalformedPolicyDocumentException. KMS developer guide, "Key
         policies": "the principal ... must exist and be visible to AWS KMS".
@@ -94,6 +99,7 @@ class Rules:
         self.app = app
         self.lock = threading.Lock()
         self.foreign = {b for b in os.environ.get("TAP_RULES_FOREIGN_BUCKETS", "").split(",") if b}
+        self.denied = set()
 
     @staticmethod
     def rds(region):
@@ -124,6 +130,13 @@ class Rules:
             with self.lock:
                 self.foreign.add(q["name"])
             payload = {"foreign": sorted(self.foreign)}
+        elif path == "/_rules/deny-bucket" and q.get("name"):
+            with self.lock:
+                if q.get("allow"):
+                    self.denied.discard(q["name"])
+                else:
+                    self.denied.add(q["name"])
+            payload = {"denied": sorted(self.denied)}
         elif path == "/_rules/upgrade" and q.get("id") and q.get("version"):
             from moto.rds.models import rds_backends
 
@@ -160,6 +173,9 @@ class Rules:
             bucket = path.lstrip("/").split("/", 1)[0]
             with self.lock:
                 foreign = bucket in self.foreign
+                denied = bucket in self.denied
+            if denied:
+                return error(service, 403, "AccessDenied", "Access Denied")
             if foreign:
                 if method == "PUT" and "/" not in path.lstrip("/") and not environ.get("QUERY_STRING"):
                     return error(service, 409, "BucketAlreadyExists",
@@ -198,9 +214,14 @@ class Rules:
         form = {}
         if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
             form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
-        refused = self.check(environ, service, region, form, body, path, environ.get("REQUEST_METHOD", "GET"))
+        method = environ.get("REQUEST_METHOD", "GET")
+        refused = self.check(environ, service, region, form, body, path, method)
         if refused is not None:
             status, headers, data = refused
+            if method == "HEAD":
+                # A HEAD answer has no body (S3 API reference, HeadBucket: "a 400, 403 or 404
+                # status code ... without a message body").
+                headers, data = [h for h in headers if h[0] != "Content-Length"] + [("Content-Length", "0")], b""
             start_response(status, headers)
             return [data]
         return self.app(environ, start_response)

@@ -130,9 +130,12 @@ where
                 Some(s) => format!("HTTP{s}"),
                 None => "Unknown".into(),
             });
-            let message = match e.message() {
-                Some(m) if !m.is_empty() => m.to_string(),
-                _ => DisplayErrorContext(&e).to_string(),
+            // A HEAD request's error has no body: no code, no message, only the status.
+            let message = match (e.message(), status) {
+                (Some(m), _) if !m.is_empty() => m.to_string(),
+                (_, Some(403)) => "access denied (HTTP 403, no error body)".into(),
+                (_, Some(s)) => format!("HTTP {s}, no error body"),
+                (_, None) => DisplayErrorContext(&e).to_string(),
             };
             let class = classify(&code, &message, status);
             (code, message, class)
@@ -157,6 +160,7 @@ where
     };
     NodeError {
         op: op.to_string(),
+        object: None,
         code,
         message,
         class,

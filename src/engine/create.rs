@@ -227,6 +227,7 @@ mod tests {
     fn err(class: ErrorClass) -> NodeError {
         NodeError {
             op: "CreateThing".into(),
+            object: None,
             code: format!("{class:?}"),
             message: "m".into(),
             class,

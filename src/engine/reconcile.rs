@@ -242,7 +242,8 @@ impl Driver {
         )
     }
 
-    fn fail(&self, cx: &NodeCx, e: NodeError) -> NodeError {
+    fn fail(&self, r: &dyn Resource, cx: &NodeCx, e: NodeError) -> NodeError {
+        let e = e.on(r.object(cx));
         // An interrupted node keeps the status it had (creating, deleting...): the next run
         // resumes it from there.
         if !cx.planning && !e.is_interrupted() {
@@ -273,7 +274,7 @@ impl Driver {
 
     /// Plan: what deploy would do. Writes nothing.
     pub async fn plan(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
-        let live = self.read(r, cx).await?;
+        let live = self.read(r, cx).await.map_err(|e| e.on(r.object(cx)))?;
         let desired = r.desired(cx).await?;
         self.set_attrs(cx.id(), live.as_ref().map(|l| l.attrs.clone()));
         if let Some(l) = &live
@@ -306,7 +307,7 @@ impl Driver {
     }
 
     pub async fn deploy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
-        self.deploy_inner(r, cx).await.map_err(|e| self.fail(cx, e))
+        self.deploy_inner(r, cx).await.map_err(|e| self.fail(r, cx, e))
     }
 
     async fn deploy_inner(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
@@ -441,7 +442,7 @@ impl Driver {
             Ok(Action::Delete)
         }
         .await;
-        res.map_err(|e| self.fail(cx, e))
+        res.map_err(|e| self.fail(r, cx, e))
     }
 
     pub async fn destroy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
@@ -472,7 +473,7 @@ impl Driver {
             Ok(action)
         }
         .await;
-        res.map_err(|e| self.fail(cx, e))
+        res.map_err(|e| self.fail(r, cx, e))
     }
 }
 
@@ -500,6 +501,7 @@ mod tests {
     fn err(class: ErrorClass) -> NodeError {
         NodeError {
             op: "CreateFunction".into(),
+            object: None,
             code: "InvalidParameterValueException".into(),
             message: "cannot be assumed".into(),
             class,

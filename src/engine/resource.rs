@@ -114,6 +114,8 @@ pub enum ErrorClass {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeError {
     pub op: String,
+    /// The object the call was about (a bucket name, a role name, an id), when known.
+    pub object: Option<String>,
     pub code: String,
     pub message: String,
     pub class: ErrorClass,
@@ -123,6 +125,7 @@ impl NodeError {
     pub fn fatal(op: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> NodeError {
         NodeError {
             op: op.into(),
+            object: None,
             code: code.into(),
             message: message.into(),
             class: ErrorClass::Fatal,
@@ -137,6 +140,15 @@ impl NodeError {
     pub fn is_interrupted(&self) -> bool {
         self.code == INTERRUPTED
     }
+
+    /// Names the object the failed call was about, unless the error already does. An AWS error
+    /// alone may not: a HEAD request's 403 has no body, so no message and no resource.
+    pub fn on(mut self, object: impl Into<String>) -> NodeError {
+        if self.object.is_none() {
+            self.object = Some(object.into());
+        }
+        self
+    }
 }
 
 /// The code of [`NodeError::interrupted`].
@@ -144,7 +156,10 @@ pub const INTERRUPTED: &str = "Interrupted";
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed: {}: {}", self.op, self.code, self.message)
+        match &self.object {
+            Some(o) => write!(f, "{} on {o} failed: {}: {}", self.op, self.code, self.message),
+            None => write!(f, "{} failed: {}: {}", self.op, self.code, self.message),
+        }
     }
 }
 
@@ -283,6 +298,15 @@ pub trait Resource: Send + Sync {
     /// Properties that cannot change in place: a difference means replacement.
     fn immutable(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The object this node manages, as errors name it: its SPEC name for kinds found by name.
+    /// Default: the physical id in state, else the ownership tag it is found by.
+    fn object(&self, cx: &NodeCx) -> String {
+        match cx.known_id() {
+            Some(id) => id.to_string(),
+            None => format!("the object tagged tap:id={}", cx.id()),
+        }
     }
 
     /// Finds the live object: by the physical id in state, then by SPEC name or tags.

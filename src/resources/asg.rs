@@ -104,6 +104,10 @@ impl Resource for Asg {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("Auto Scaling group {}", group_name(cx))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         Ok(self.describe(cx, &group_name(cx)).await?.as_ref().map(to_live))
     }

@@ -38,6 +38,10 @@ impl Resource for CfOriginAccessControl {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("origin access control {}", oac_name(&cx.inputs.env))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = oac_name(&cx.inputs.env);
         // Paged by NextMarker (100 per page): an account may hold many.

@@ -83,6 +83,10 @@ impl Resource for DbSecret {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("secret {}", secret_name(&cx.inputs.env))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = secret_name(&cx.inputs.env);
         let Some(s) = self

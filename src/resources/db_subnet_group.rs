@@ -35,6 +35,10 @@ impl Resource for DbSubnetGroup {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("DB subnet group {}", name(&cx.inputs.env))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let n = name(&cx.inputs.env);
         let out = self

@@ -223,6 +223,10 @@ impl Resource for IamRole {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("role {}", role_name(cx, self.1))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = role_name(cx, self.1);
         self.describe(cx, &name, inline_name(self.1)).await

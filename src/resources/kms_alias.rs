@@ -17,6 +17,10 @@ impl Resource for KmsAlias {
         Ok(Props::from([("target_key_id".into(), json!(key))]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("alias {}", names::kms_alias(&cx.inputs, cx.node.side))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = names::kms_alias(&cx.inputs, cx.node.side);
         let aliases = super::kms_key::list_aliases(&self.0, &cx.region).await?;

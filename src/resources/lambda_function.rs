@@ -75,6 +75,10 @@ impl Resource for LambdaFunction {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("function {}", function_name(cx))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = function_name(cx);
         let out = self

@@ -131,6 +131,10 @@ impl Resource for LaunchTemplate {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("launch template {}", template_name(cx))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = template_name(cx);
         let ec2c = self.0.ec2(&cx.region);

@@ -19,6 +19,10 @@ impl Resource for LogGroup {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("log group {}", names::log_group(&cx.inputs, cx.node.side))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let name = names::log_group(&cx.inputs, cx.node.side);
         let logs = self.0.logs(&cx.region);

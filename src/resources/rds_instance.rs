@@ -187,6 +187,10 @@ impl Resource for RdsInstance {
         ]
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("DB instance {}", names::db_instance(&cx.inputs, cx.node.side))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let id = names::db_instance(&cx.inputs, cx.node.side);
         Ok(self.describe(cx, &id).await?.map(to_live))

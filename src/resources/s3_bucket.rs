@@ -26,10 +26,14 @@ pub struct S3Bucket(pub Arc<Aws>, pub Variant);
 
 pub use super::names::cf_log_bucket;
 
+fn is_forbidden(e: &NodeError) -> bool {
+    matches!(e.code.as_str(), "AccessDenied" | "Forbidden" | "HTTP403")
+}
+
 /// A 403 from a call on `bucket` (its policy, its notifications): when HeadBucket is refused
-/// too, the bucket is another account's, and the error says so; otherwise `e` as it is.
+/// too, [`forbidden`] says whose the bucket is; otherwise `e` as it is.
 pub async fn explain_forbidden(aws: &Aws, region: &str, bucket: &str, e: NodeError) -> NodeError {
-    if !matches!(e.code.as_str(), "AccessDenied" | "Forbidden" | "HTTP403") {
+    if !is_forbidden(&e) {
         return e;
     }
     match aws
@@ -40,8 +44,41 @@ pub async fn explain_forbidden(aws: &Aws, region: &str, bucket: &str, e: NodeErr
         .await
         .op("HeadBucket")
     {
-        Err(h) if matches!(h.code.as_str(), "Forbidden" | "HTTP403" | "AccessDenied") => another_account(bucket, &e.op),
+        Err(h) if is_forbidden(&h) => forbidden(aws, region, bucket, e).await,
         _ => e,
+    }
+}
+
+/// HeadBucket answers 403 (no body: no code, no message) in two cases (S3 API reference,
+/// HeadBucket): the bucket exists and belongs to another account (bucket names are global), or
+/// it is this account's and these credentials lack `s3:ListBucket` on it. ListBuckets lists this
+/// account's buckets only, so it tells the two apart when it is allowed.
+async fn forbidden(aws: &Aws, region: &str, bucket: &str, e: NodeError) -> NodeError {
+    let listed = aws
+        .s3(region)
+        .list_buckets()
+        .prefix(bucket)
+        .send()
+        .await
+        .op("ListBuckets")
+        .map(|l| l.buckets().iter().any(|b| b.name() == Some(bucket)));
+    let bucket_of = format!("bucket {bucket}");
+    match listed {
+        Ok(false) => another_account(bucket, &e.op).on(bucket_of),
+        Ok(true) => NodeError::fatal(
+            &e.op,
+            "AccessDenied",
+            "access denied: the bucket is this account's, and these credentials may not read it \
+             (s3:ListBucket, s3:Get* on the bucket)",
+        )
+        .on(bucket_of),
+        Err(_) => NodeError::fatal(
+            &e.op,
+            "AccessDenied",
+            "access denied: the bucket belongs to another AWS account (bucket names are global), or \
+             these credentials may not read it (s3:ListBucket; s3:ListAllMyBuckets would tell which)",
+        )
+        .on(bucket_of),
     }
 }
 
@@ -74,11 +111,7 @@ impl S3Bucket {
         match head {
             Ok(_) => {}
             Err(e) if matches!(e.code.as_str(), "NotFound" | "NoSuchBucket") => return Ok(None),
-            // HeadBucket answers 403 (no body, so no error code) when the bucket exists and this
-            // account may not see it: bucket names are global, and this one is someone else's.
-            Err(e) if matches!(e.code.as_str(), "Forbidden" | "HTTP403" | "AccessDenied") => {
-                return Err(another_account(name, "HeadBucket"));
-            }
+            Err(e) if is_forbidden(&e) => return Err(forbidden(&self.0, &cx.region, name, e).await),
             Err(e) => return Err(e),
         }
         let versioning =
@@ -265,6 +298,10 @@ impl Resource for S3Bucket {
             }
         }
         Ok(p)
+    }
+
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("bucket {}", self.name(cx))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {

@@ -53,6 +53,10 @@ impl Resource for S3BucketPolicy {
         Ok(Props::from([("policy".into(), policy::normalize(&self.authored(cx)?))]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("policy of bucket {}", names::bucket(&cx.inputs, cx.node.side))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let bucket = names::bucket(&cx.inputs, cx.node.side);
         let out = self.0.s3(&cx.region).get_bucket_policy().bucket(&bucket).send().await;

@@ -51,6 +51,13 @@ impl Resource for S3Notification {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!(
+            "notification configuration of bucket {}",
+            names::bucket(&cx.inputs, cx.node.side)
+        )
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let bucket = names::bucket(&cx.inputs, cx.node.side);
         let out = self

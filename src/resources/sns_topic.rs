@@ -37,6 +37,10 @@ impl Resource for SnsTopic {
         ]))
     }
 
+    fn object(&self, cx: &NodeCx) -> String {
+        format!("topic {}", topic_name(cx))
+    }
+
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let account = self.0.account_id(&cx.region).await?;
         let arn = format!("arn:aws:sns:{}:{account}:{}", cx.region, topic_name(cx));

@@ -125,3 +125,34 @@ async fn a_bucket_name_of_another_account_fails_clearly() {
     let aws = raw().await;
     assert!(crate::faults::tagged_objects(&aws, &i).await.is_empty());
 }
+
+/// A 403 on a read names the operation and the object, and tells a bucket of this account that
+/// these credentials may not read from one of another account (ListBuckets lists only ours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_read_names_the_operation_and_the_object() {
+    let env = common::unique_env("deny");
+    let o = common::options(&env);
+    let bucket = format!("tap-bucket-useast1-{env}-{}", verify::ACCOUNT);
+    let aws = raw().await;
+    let s3 = aws.s3("us-east-1");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    emulator_post(&format!("/_rules/deny-bucket?name={bucket}"));
+    let r = app::execute(Command::Plan, &o).await.unwrap();
+    emulator_post(&format!("/_rules/deny-bucket?name={bucket}&allow=1"));
+    s3.delete_bucket().bucket(&bucket).send().await.unwrap();
+    let line = r.nodes.iter().find(|n| n.id == "primary/s3-bucket").unwrap();
+    match &line.outcome {
+        Outcome::Failed { error, code, .. } => {
+            assert_eq!(code, "AccessDenied");
+            assert!(
+                error.starts_with(&format!("HeadBucket on bucket {bucket} failed: AccessDenied: ")),
+                "{error}"
+            );
+            assert!(
+                error.contains("this account's") && !error.contains("another AWS account"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -54,6 +54,9 @@ const NOT_YET_VISIBLE: &[(&str, &str)] = &[
     ("IncorrectState", "pending"),
     ("InvalidRequest", "must have versioning enabled"),
     ("InvalidArgument", "Unable to validate"),
+    // A secret force-deleted by a just-finished destroy: its name is free once the asynchronous
+    // delete completes (Secrets Manager API reference, DeleteSecret).
+    ("InvalidRequestException", "scheduled for deletion"),
 ];
 
 /// A delete refused while a dependency lingers (EC2 API reference, DeleteSecurityGroup and

@@ -6,7 +6,7 @@
 use crate::aws::{Aws, SendExt};
 use crate::config::Side;
 use crate::engine::graph::node_id;
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
 use aws_sdk_secretsmanager::types::{ReplicaRegionType, Tag};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -228,5 +228,31 @@ impl Resource for DbSecret {
             .send()
             .await
             .ok_on("DeleteSecret", GONE)
+    }
+
+    /// A forced delete completes asynchronously (Secrets Manager API reference, DeleteSecret:
+    /// "ForceDeleteWithoutRecovery ... the deletion happens asynchronously"); until then
+    /// DescribeSecret may still show the secret and CreateSecret of its name is refused. Destroy
+    /// waits until the name is free in both regions, so that a following deploy can create it.
+    fn waits_for_deletion(&self) -> bool {
+        true
+    }
+
+    async fn gone(&self, cx: &NodeCx, _live: &Live) -> Result<Readiness, NodeError> {
+        let name = secret_name(&cx.inputs.env);
+        for region in [cx.region.as_str(), cx.inputs.region(Side::Secondary)] {
+            let found = self
+                .0
+                .secrets(region)
+                .describe_secret()
+                .secret_id(&name)
+                .send()
+                .await
+                .absent_on("DescribeSecret", GONE)?;
+            if found.is_some() {
+                return Ok(Readiness::Pending(format!("deleting in {region}")));
+            }
+        }
+        Ok(Readiness::Ready)
     }
 }

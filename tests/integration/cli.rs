@@ -194,4 +194,9 @@ fn deploy_status_and_destroy_through_the_binary() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(2), "everything to create again");
+    // Destroy freed every name (the secret's too, in both regions): the same env deploys again.
+    let out = run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["destroy", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -118,6 +118,16 @@ class Timing:
         if service == "rds":
             with RDS_LOCK:
                 out = b"".join(self.app(environ, capture))
+                # Even one at a time, moto's DescribeDBInstances now and then raises KeyError while
+                # filtering its instances and answers InvalidParameterValue whose message is the
+                # bare name of an object of another test (seen in CI). AWS has no such answer:
+                # asked again (the body is kept in wsgi.input), moto answers right.
+                for _ in range(3):
+                    if not (action == "DescribeDBInstances" and captured["status"].startswith("400")
+                            and b"InvalidParameterValue" in out):
+                        break
+                    environ["wsgi.input"] = io.BytesIO(body)
+                    out = b"".join(self.app(environ, capture))
         else:
             out = b"".join(self.app(environ, capture))
         status, headers = captured["status"], captured["headers"]

@@ -3,12 +3,14 @@
 use crate::aws::{Aws, Call, Connection};
 use crate::config::{Inputs, Side};
 use crate::engine::cancel::Cancel;
+use crate::engine::events::{Event, Events};
 use crate::engine::graph::{Graph, Node};
 use crate::engine::reconcile::{Action, Driver};
 use crate::engine::resource::{NodeCx, NodeError};
 use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
 use crate::engine::state::{State, StateError, StateLock};
 use crate::engine::store::StateStore;
+use crate::engine::timeline::{Recorder, Timeline};
 use crate::stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -35,17 +37,20 @@ pub struct Options {
     pub wait_scale: f64,
     /// Interval of progress lines while nodes are in flight (zero: none).
     pub progress_every: Duration,
-    /// Print a line per node as it finishes.
-    pub echo: bool,
+    /// Subscribers of the run's events (default: the human lines on stderr).
+    pub events: Events,
     /// Per-kind maximum waits.
     pub waits: stack::Waits,
     /// Deploy: called with the plan before anything is changed.
     pub show_plan: Option<PlanHook>,
+    /// Deploy: asked with a plan that changes something; `false` changes nothing (exit 1).
+    pub approve: Option<ApproveHook>,
     /// Set on Ctrl-C (SIGINT, SIGTERM): no node starts, in-flight nodes stop at their next wait.
     pub cancel: Cancel,
 }
 
 pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
+pub type ApproveHook = Arc<dyn Fn(&[NodeLine]) -> bool + Send + Sync>;
 
 impl Options {
     pub fn new(inputs: Inputs, state_path: PathBuf, connection: Connection) -> Options {
@@ -57,9 +62,10 @@ impl Options {
             allow_replace: false,
             wait_scale: 1.0,
             progress_every: Duration::from_secs(15),
-            echo: true,
+            events: Events::new().with(crate::render::human(0)),
             waits: stack::Waits::default(),
             show_plan: None,
+            approve: None,
             cancel: Cancel::default(),
         }
     }
@@ -116,6 +122,8 @@ pub struct Report {
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(skip)]
     pub calls: Vec<Call>,
+    /// Where the time went, node by node.
+    pub timeline: Timeline,
     /// Ctrl-C stopped the run (exit 130).
     pub interrupted: bool,
 }
@@ -139,6 +147,13 @@ impl Report {
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
         counts(&self.nodes)
     }
+}
+
+/// Whether a plan would change anything (a twin to delete counts).
+pub fn has_changes(lines: &[NodeLine]) -> bool {
+    lines
+        .iter()
+        .any(|n| !n.twins.is_empty() || !matches!(n.outcome, Outcome::Done(Action::None | Action::Skip { .. })))
 }
 
 /// `create`, `update`, `replace`, `delete`, `unchanged`, `failed` → how many nodes.
@@ -203,7 +218,9 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     let mut state = State::load(&opts.state_path)?;
     check_state_inputs(&state, opts)?;
     let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
-    aws.check_credentials().await.map_err(AppError::Failed)?;
+    aws.preflight(&[&opts.inputs.primary_region, &opts.inputs.secondary_region])
+        .await
+        .map_err(AppError::Failed)?;
     // Bucket names end in the account id (SPEC v2: they are global across all accounts).
     let account = aws
         .account_id(&opts.inputs.primary_region)
@@ -222,8 +239,27 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     if command == Command::Deploy {
         // The same plan `tap plan` shows, before anything is touched.
         let read_only = Arc::new(StateStore::new(opts.state_path.clone(), state.clone(), true));
-        let mut lines = pass(Command::Plan, &graph, read_only.clone(), &aws, opts).await;
-        lines.extend(orphan_pass(Command::Plan, &orphans(&graph, &state), read_only, &aws, opts).await);
+        let mut lines = pass(
+            Command::Plan,
+            &graph,
+            read_only.clone(),
+            &aws,
+            opts,
+            &BTreeMap::new(),
+            &Events::new(),
+        )
+        .await;
+        lines.extend(
+            orphan_pass(
+                Command::Plan,
+                &orphans(&graph, &state),
+                read_only,
+                &aws,
+                opts,
+                &Events::new(),
+            )
+            .await,
+        );
         if let Some(show) = &opts.show_plan {
             show(&lines);
         }
@@ -241,9 +277,30 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
                 replace.join("; ")
             )));
         }
+        if let Some(approve) = &opts.approve
+            && has_changes(&lines)
+            && !approve(&lines)
+        {
+            return Err(AppError::Failed("deploy cancelled: nothing was changed".into()));
+        }
         plan = Some(lines);
     }
+    let planned: BTreeMap<String, String> = plan
+        .iter()
+        .flatten()
+        .filter_map(|n| match &n.outcome {
+            Outcome::Done(a) => Some((n.id.clone(), a.verb(false).to_string())),
+            _ => None,
+        })
+        .collect();
 
+    let recorder = Recorder::new();
+    let started_at = crate::engine::store::now();
+    let node_events = match command {
+        Command::Plan => Events::new(),
+        _ => opts.events.clone(),
+    }
+    .with(recorder.sink());
     let orphans = orphans(&graph, &state);
     let store = Arc::new(StateStore::new(
         opts.state_path.clone(),
@@ -253,17 +310,24 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
     // Orphans are leaves: destroy removes them first, deploy once the graph has converged.
     let mut nodes = Vec::new();
     if command == Command::Destroy {
-        nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts).await);
+        nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts, &node_events).await);
     }
-    nodes.extend(pass(command, &graph, store.clone(), &aws, opts).await);
+    nodes.extend(pass(command, &graph, store.clone(), &aws, opts, &planned, &node_events).await);
     if command != Command::Destroy && !opts.cancel.is_set() {
-        nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts).await);
+        nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts, &node_events).await);
     }
+    let name = match command {
+        Command::Plan => "plan",
+        Command::Deploy => "deploy",
+        Command::Destroy => "destroy",
+    };
+    let timeline = recorder.finish(name, started_at, &graph, command == Command::Destroy);
     let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
     let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
     if command != Command::Plan {
         store
             .set_outputs(outputs.clone())
+            .and_then(|_| store.set_last_run(timeline.clone()))
             .map_err(|e| AppError::Failed(e.to_string()))?;
     }
     Ok(Report {
@@ -272,6 +336,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
         nodes,
         outputs,
         calls: aws.log.calls(),
+        timeline,
         interrupted: opts.cancel.is_set(),
     })
 }
@@ -304,9 +369,11 @@ async fn orphan_pass(
     store: Arc<StateStore>,
     aws: &Arc<Aws>,
     opts: &Options,
+    events: &Events,
 ) -> Vec<NodeLine> {
     let mut driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
-    driver.echo = opts.echo;
+    driver.events = events.clone();
+    driver.default_action = "delete";
     driver.wait_scale = opts.wait_scale;
     driver.cancel = opts.cancel.clone();
     let runs = orphans.iter().map(|node| {
@@ -322,6 +389,7 @@ async fn orphan_pass(
                 token: None,
             };
             let t0 = tokio::time::Instant::now();
+            events.emit(Event::NodeStart { at: driver.at(&cx) });
             let res = match stack::known_kind(node.kind) {
                 true => {
                     driver
@@ -334,12 +402,7 @@ async fn orphan_pass(
                     format!("{} has a kind this tap does not know; remove it by hand", node.id),
                 )),
             };
-            if opts.echo && command != Command::Plan {
-                match &res {
-                    Ok(a) => eprintln!("  {}: {} (no longer in the graph)", node.id, a.verb(true)),
-                    Err(e) => eprintln!("  {}: FAILED: {e}", node.id),
-                }
-            }
+            emit_end(events, driver.at(&cx), &res, t0.elapsed());
             NodeLine {
                 id: node.id.clone(),
                 kind: node.kind.to_string(),
@@ -363,11 +426,23 @@ async fn pass(
     store: Arc<StateStore>,
     aws: &Arc<Aws>,
     opts: &Options,
+    planned: &BTreeMap<String, String>,
+    node_events: &Events,
 ) -> Vec<NodeLine> {
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(Progress::new(opts.events.clone()));
     let mut driver = Driver::new(store, opts.parallelism, progress.clone(), opts.allow_replace);
     driver.wait_scale = opts.wait_scale;
-    driver.echo = opts.echo;
+    // Plan passes only read: their retries show as usual, their nodes only in the timeline.
+    driver.events = match command {
+        Command::Plan => opts.events.clone(),
+        _ => node_events.clone(),
+    };
+    driver.planned = planned.clone();
+    driver.default_action = match command {
+        Command::Plan => "plan",
+        Command::Deploy => "deploy",
+        Command::Destroy => "delete",
+    };
     driver.cancel = opts.cancel.clone();
     let driver = Arc::new(driver);
     let direction = if command == Command::Destroy {
@@ -375,17 +450,18 @@ async fn pass(
     } else {
         Direction::Forward
     };
-    let echo = opts.echo && command != Command::Plan;
+    let node_events = node_events.clone();
     let work = {
         let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), opts.inputs.clone());
         let waits = Arc::new(opts.waits.clone());
         move |id: String| {
-            let (graph, driver, aws, inputs, waits) = (
+            let (graph, driver, aws, inputs, waits, node_events) = (
                 graph.clone(),
                 driver.clone(),
                 aws.clone(),
                 inputs.clone(),
                 waits.clone(),
+                node_events.clone(),
             );
             async move {
                 let node = graph.get(&id).expect("scheduled node exists").clone();
@@ -400,18 +476,13 @@ async fn pass(
                 };
                 let r = stack::resource(cx.node.kind, &aws, &waits);
                 let t0 = tokio::time::Instant::now();
+                node_events.emit(Event::NodeStart { at: driver.at(&cx) });
                 let res = match command {
                     Command::Plan => driver.plan(r.as_ref(), &cx).await,
                     Command::Deploy => driver.deploy(r.as_ref(), &cx).await,
                     Command::Destroy => driver.destroy(r.as_ref(), &cx).await,
                 };
-                if echo {
-                    let secs = t0.elapsed().as_secs_f64();
-                    match &res {
-                        Ok(a) => eprintln!("  {id}: {} ({secs:.1}s)", a.verb(true)),
-                        Err(e) => eprintln!("  {id}: FAILED: {e}"),
-                    }
-                }
+                emit_end(&node_events, driver.at(&cx), &res, t0.elapsed());
                 res
             }
         }
@@ -446,6 +517,30 @@ async fn pass(
         .collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     nodes
+}
+
+/// A node's last event: done with the action it took, or failed with the AWS error.
+fn emit_end(events: &Events, mut at: crate::engine::events::At, res: &Result<Action, NodeError>, t: Duration) {
+    let elapsed_s = t.as_secs_f64();
+    match res {
+        Ok(a) => {
+            at.action = a.verb(false).to_string();
+            if let Action::Skip { reason } = a {
+                events.emit(Event::Note {
+                    at: at.clone(),
+                    message: format!("skipped: {reason}"),
+                });
+            }
+            events.emit(Event::NodeDone { at, elapsed_s });
+        }
+        Err(e) => events.emit(Event::NodeFailed {
+            at,
+            operation: e.op.clone(),
+            code: e.code.clone(),
+            message: e.to_string(),
+            elapsed_s,
+        }),
+    }
 }
 
 fn failed(e: &NodeError) -> Outcome {

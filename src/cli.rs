@@ -5,10 +5,18 @@ use crate::aws::Connection;
 use crate::config::{self, Inputs};
 use crate::engine::reconcile::Action;
 use crate::engine::state::State;
+use crate::render::{self, out};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// `println!` through [`render::out`]: a closed stdout is not a panic.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        render::out(&format!($($t)*))
+    };
+}
 
 pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:4566";
 
@@ -44,6 +52,9 @@ pub struct Cli {
     /// Longest wait for a kind to become ready or gone, e.g. rds-replica=120 (repeatable)
     #[arg(long = "max-wait", value_name = "KIND=MINUTES", global = true)]
     pub max_wait: Vec<String>,
+    /// plan, deploy, destroy: draw where the time went as an SVG Gantt chart to FILE
+    #[arg(long, value_name = "FILE.svg", global = true)]
+    pub timeline: Option<PathBuf>,
     /// -v: list unchanged nodes too; -vv: print every AWS call
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -64,6 +75,9 @@ pub enum Cmd {
         /// Allow deleting and recreating objects whose immutable properties differ
         #[arg(long)]
         allow_replace: bool,
+        /// Do not ask for approval of the plan on a terminal
+        #[arg(long, short = 'y', visible_alias = "auto-approve")]
+        yes: bool,
     },
     /// Delete everything of the environment
     Destroy {
@@ -73,6 +87,32 @@ pub enum Cmd {
     },
     /// Show each node's state and the outputs (from the state file; no AWS call)
     Status,
+    /// Print the outputs (from the state file; no AWS call): all, or one raw value
+    Output {
+        /// One output, printed raw (no quotes): `$(tap output BucketName --region us-east-1)`
+        name: Option<String>,
+        /// The region of the output (needed when it exists in both)
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Print the fixed dependency graph, regions as clusters, the critical path marked
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Draw the last deploy or destroy (from the state file) as an SVG Gantt chart
+    Timeline {
+        #[arg(value_name = "FILE.svg")]
+        file: PathBuf,
+    },
+    /// Print a shell completion script: tap completions bash > /etc/bash_completion.d/tap
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
 }
 
 /// Entry point: returns the process exit code.
@@ -89,17 +129,17 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(AppError::Usage(m)) => {
-            eprintln!("error: {m}");
-            2
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+    let json = cli.json;
+    let (message, code) = match rt.block_on(run(cli)) {
+        Ok(code) => return code,
+        Err(AppError::Usage(m)) => (m, 2),
+        Err(e) => (e.to_string(), 1),
+    };
+    if json {
+        render::json_line(serde_json::json!({"type": "error", "message": message, "exit_code": code}));
     }
+    render::err(&format!("error: {message}"));
+    code
 }
 
 fn options(cli: &Cli) -> Result<Options, AppError> {
@@ -176,13 +216,49 @@ fn on_interrupt(cancel: crate::engine::cancel::Cancel) {
 
 pub async fn run(cli: Cli) -> Result<i32, AppError> {
     let mut opts = options(&cli)?;
+    opts.events = crate::engine::events::Events::new().with(match cli.json {
+        true => render::json(),
+        false => render::human(cli.verbose),
+    });
     on_interrupt(opts.cancel.clone());
+    let t0 = std::time::Instant::now();
     match cli.command {
         Cmd::Status => status(&opts, cli.json),
+        Cmd::Output { name, region } => output(&opts, name.as_deref(), region.as_deref(), cli.json),
+        Cmd::Timeline { file } => {
+            let state = State::load(&opts.state_path)?;
+            let Some(t) = &state.last_run else {
+                return Err(AppError::Failed(format!(
+                    "{} records no deploy or destroy yet",
+                    opts.state_path.display()
+                )));
+            };
+            write_timeline(&file, t, &opts)?;
+            Ok(0)
+        }
+        Cmd::Graph { format } => {
+            out(&crate::graph_view::render(
+                &app::graph(),
+                &opts.inputs,
+                format == GraphFormat::Mermaid,
+            ));
+            Ok(0)
+        }
+        Cmd::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "tap", &mut buf);
+            out(String::from_utf8_lossy(&buf).trim_end());
+            Ok(0)
+        }
         Cmd::Plan { detailed_exitcode } => {
-            opts.echo = false;
             let report = app::execute(Command::Plan, &opts).await?;
+            if let Some(f) = &cli.timeline {
+                write_timeline(f, &report.timeline, &opts)?;
+            }
             print_plan(&report.nodes, cli.json, cli.verbose >= 1);
+            if cli.json {
+                render::json_line(render::summary("plan", &report.nodes, t0.elapsed().as_secs_f64()));
+            }
             if !report.failures().is_empty() {
                 return Ok(1);
             }
@@ -192,33 +268,59 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 .any(|(k, n)| !matches!(*k, "unchanged" | "failed") && *n > 0);
             Ok(if detailed_exitcode && changes { 2 } else { 0 })
         }
-        Cmd::Deploy { allow_replace } => {
+        Cmd::Deploy { allow_replace, yes } => {
             opts.allow_replace = allow_replace;
-            let (json, verbose) = (cli.json, cli.verbose >= 1);
-            if !json {
-                opts.show_plan = Some(std::sync::Arc::new(move |lines: &[NodeLine]| {
-                    print_plan(lines, false, verbose)
+            if should_prompt(std::io::stdin().is_terminal(), std::io::stderr().is_terminal(), yes) {
+                opts.approve = Some(std::sync::Arc::new(|_: &[NodeLine]| {
+                    ask("Deploy these changes? [y/N] ")
                 }));
             }
-            eprintln!(
+            let (json, verbose) = (cli.json, cli.verbose >= 1);
+            opts.show_plan = Some(std::sync::Arc::new(move |lines: &[NodeLine]| {
+                print_plan(lines, json, verbose)
+            }));
+            render::err(&format!(
                 "deploying env {} to {} + {}",
                 opts.inputs.env, opts.inputs.primary_region, opts.inputs.secondary_region
-            );
+            ));
             let report = app::execute(Command::Deploy, &opts).await?;
-            finish(&report, cli.json)
+            if let Some(f) = &cli.timeline {
+                write_timeline(f, &report.timeline, &opts)?;
+            }
+            finish(&report, cli.json, t0)
         }
         Cmd::Destroy { yes } => {
             if !yes {
                 confirm(&opts)?;
             }
-            eprintln!(
+            render::err(&format!(
                 "destroying env {} in {} + {}",
                 opts.inputs.env, opts.inputs.primary_region, opts.inputs.secondary_region
-            );
+            ));
             let report = app::execute(Command::Destroy, &opts).await?;
-            finish(&report, cli.json)
+            if let Some(f) = &cli.timeline {
+                write_timeline(f, &report.timeline, &opts)?;
+            }
+            finish(&report, cli.json, t0)
         }
     }
+}
+
+/// Deploy asks only a person: stdin and stderr terminals, and no `--yes`.
+pub fn should_prompt(stdin_tty: bool, stderr_tty: bool, yes: bool) -> bool {
+    stdin_tty && stderr_tty && !yes
+}
+
+/// `y` or `yes` (any case) approves; anything else, an empty line or end of input does not.
+pub fn approves(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+fn ask(question: &str) -> bool {
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && approves(&line)
 }
 
 fn confirm(opts: &Options) -> Result<(), AppError> {
@@ -242,21 +344,28 @@ fn confirm(opts: &Options) -> Result<(), AppError> {
     }
 }
 
-fn finish(report: &Report, json: bool) -> Result<i32, AppError> {
-    let code = finish_report(report, json);
+fn finish(report: &Report, json: bool, t0: std::time::Instant) -> Result<i32, AppError> {
+    let code = finish_report(report, json, t0);
     Ok(if report.interrupted { 130 } else { code })
 }
 
-fn finish_report(report: &Report, json: bool) -> i32 {
+fn finish_report(report: &Report, json: bool, t0: std::time::Instant) -> i32 {
     let c = report.counts();
     let failures = report.failures();
     if json {
-        println!("{}", serde_json::to_string_pretty(report).expect("report serializes"));
+        for v in render::output_values(&report.outputs) {
+            render::json_line(v);
+        }
+        let command = match report.command {
+            Command::Destroy => "destroy",
+            _ => "deploy",
+        };
+        render::json_line(render::summary(command, &report.nodes, t0.elapsed().as_secs_f64()));
     } else {
         if report.interrupted {
-            println!("Interrupted: the state file is saved; run the same command again to resume.");
+            out("Interrupted: the state file is saved; run the same command again to resume.");
         }
-        println!(
+        out(&format!(
             "{}: {} created, {} updated, {} replaced, {} deleted, {} unchanged, {} failed.",
             match report.command {
                 Command::Destroy => "Destroy",
@@ -268,18 +377,24 @@ fn finish_report(report: &Report, json: bool) -> i32 {
             c["delete"],
             c["unchanged"],
             failures.len()
-        );
+        ));
         print_outputs(&report.outputs);
     }
     if failures.is_empty() {
         return 0;
     }
-    eprintln!("\n{} node(s) did not complete:", failures.len());
+    render::err(&format!("\n{} node(s) did not complete:", failures.len()));
     for f in failures {
         match &f.outcome {
-            Outcome::Failed { error, .. } => eprintln!("  {} ({}): {error}", f.id, f.region),
-            Outcome::Blocked { by } => eprintln!("  {} ({}): not attempted, depends on failed {by}", f.id, f.region),
-            Outcome::Interrupted => eprintln!("  {} ({}): interrupted; the next run resumes it", f.id, f.region),
+            Outcome::Failed { error, .. } => render::err(&format!("  {} ({}): {error}", f.id, f.region)),
+            Outcome::Blocked { by } => render::err(&format!(
+                "  {} ({}): not attempted, depends on failed {by}",
+                f.id, f.region
+            )),
+            Outcome::Interrupted => render::err(&format!(
+                "  {} ({}): interrupted; the next run resumes it",
+                f.id, f.region
+            )),
             Outcome::Done(_) => {}
         }
     }
@@ -290,9 +405,8 @@ fn print_plan(nodes: &[NodeLine], json: bool, verbose: bool) {
     let c = app::counts(nodes);
     if json {
         for n in nodes {
-            println!("{}", serde_json::to_string(n).expect("node serializes"));
+            render::json_line(render::node_value("plan", n));
         }
-        println!("{}", serde_json::json!({"summary": c}));
         return;
     }
     for n in nodes {
@@ -308,32 +422,36 @@ fn print_plan(nodes: &[NodeLine], json: bool, verbose: bool) {
                 };
                 match a {
                     Action::Replace { because, .. } => {
-                        println!(
+                        outln!(
                             "{sign} {} ({}): replace, because {} cannot change in place",
                             n.id,
                             n.region,
                             because.join(", ")
                         )
                     }
-                    _ => println!("{sign} {} ({}): {}", n.id, n.region, a.verb(false)),
+                    _ => outln!("{sign} {} ({}): {}", n.id, n.region, a.verb(false)),
                 }
                 if let Action::Update { changes } | Action::Replace { changes, .. } = a {
                     for ch in changes {
-                        println!("      {}: {} -> {}", ch.key, ch.old, ch.new);
+                        outln!("      {}: {} -> {}", ch.key, ch.old, ch.new);
                     }
                 }
             }
-            Outcome::Failed { error, .. } => println!("! {} ({}): cannot plan: {error}", n.id, n.region),
-            Outcome::Blocked { by } => println!("? {} ({}): unknown, depends on {by}", n.id, n.region),
-            Outcome::Interrupted => println!("? {} ({}): not planned (interrupted)", n.id, n.region),
+            Outcome::Failed { error, .. } => outln!("! {} ({}): cannot plan: {error}", n.id, n.region),
+            Outcome::Blocked { by } => outln!("? {} ({}): unknown, depends on {by}", n.id, n.region),
+            Outcome::Interrupted => outln!("? {} ({}): not planned (interrupted)", n.id, n.region),
         }
         for t in &n.twins {
-            println!("- {} ({}): delete (twin of {}): {t}", n.id, n.region, n.id);
+            outln!("- {} ({}): delete (twin of {}): {t}", n.id, n.region, n.id);
         }
     }
-    println!(
+    outln!(
         "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
-        c["create"], c["update"], c["replace"], c["delete"], c["unchanged"]
+        c["create"],
+        c["update"],
+        c["replace"],
+        c["delete"],
+        c["unchanged"]
     );
 }
 
@@ -341,22 +459,101 @@ fn print_outputs(outputs: &std::collections::BTreeMap<String, std::collections::
     if outputs.is_empty() {
         return;
     }
-    println!("\nOutputs:");
+    outln!("\nOutputs:");
     for (region, o) in outputs {
         for (k, v) in o {
-            println!("  {region} {k} = {v}");
+            outln!("  {region} {k} = {v}");
         }
+    }
+}
+
+fn write_timeline(
+    file: &std::path::Path,
+    t: &crate::engine::timeline::Timeline,
+    opts: &Options,
+) -> Result<(), AppError> {
+    let svg = crate::timeline_svg::render(t, &[&opts.inputs.primary_region, &opts.inputs.secondary_region]);
+    std::fs::write(file, svg).map_err(|e| AppError::Failed(format!("writing timeline {}: {e}", file.display())))?;
+    render::err(&format!("timeline written to {}", file.display()));
+    Ok(())
+}
+
+/// `tap output`: every output, or the raw value of one (for `$(...)` in scripts).
+fn output(opts: &Options, name: Option<&str>, region: Option<&str>, json: bool) -> Result<i32, AppError> {
+    let state = State::load(&opts.state_path)?;
+    let outputs: std::collections::BTreeMap<&String, _> = state
+        .outputs
+        .iter()
+        .filter(|(r, _)| region.is_none_or(|want| want == r.as_str()))
+        .collect();
+    let Some(name) = name else {
+        match json {
+            true => out(&serde_json::to_string(&outputs).expect("outputs serialize")),
+            false => print_outputs(&outputs.into_iter().map(|(r, o)| (r.clone(), o.clone())).collect()),
+        }
+        return Ok(0);
+    };
+    let found: Vec<(&String, &String)> = outputs
+        .iter()
+        .filter_map(|(r, o)| o.get(name).map(|v| (*r, v)))
+        .collect();
+    match found.as_slice() {
+        [(_, v)] => {
+            match json {
+                true => out(&serde_json::to_string(v).expect("string serializes")),
+                false => out(v),
+            }
+            Ok(0)
+        }
+        [] => {
+            let known: std::collections::BTreeSet<&String> = state.outputs.values().flat_map(|o| o.keys()).collect();
+            Err(AppError::Failed(format!(
+                "no output {name:?}{} in {} (outputs: {})",
+                region.map(|r| format!(" in {r}")).unwrap_or_default(),
+                opts.state_path.display(),
+                known.into_iter().cloned().collect::<Vec<_>>().join(", ")
+            )))
+        }
+        many => Err(AppError::Usage(format!(
+            "output {name:?} exists in {}; choose one with --region",
+            many.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(" and ")
+        ))),
     }
 }
 
 fn status(opts: &Options, json: bool) -> Result<i32, AppError> {
     let state = State::load(&opts.state_path)?;
+    let graph = app::graph();
     if json {
-        println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for n in graph.nodes() {
+            let s = state.nodes.get(&n.id);
+            let status = s.map_or("absent".to_string(), |s| format!("{:?}", s.status).to_lowercase());
+            *counts.entry(status.clone()).or_default() += 1;
+            render::json_line(serde_json::json!({
+                "type": "node",
+                "node": n.id,
+                "kind": n.kind,
+                "region": opts.inputs.region(n.side),
+                "status": status,
+                "physical_id": s.and_then(|s| s.physical_id.clone()),
+                "arn": s.and_then(|s| s.arn.clone()),
+                "error": s.and_then(|s| s.error.clone()),
+                "updated_at": s.map(|s| s.updated_at.clone()),
+            }));
+        }
+        for v in render::output_values(&state.outputs) {
+            render::json_line(v);
+        }
+        let mut summary = serde_json::json!({"type": "summary", "command": "status", "nodes": graph.len(),
+            "serial": state.serial, "lineage": state.lineage});
+        for (k, n) in counts {
+            summary[k] = serde_json::json!(n);
+        }
+        render::json_line(summary);
         return Ok(0);
     }
-    let graph = app::graph();
-    println!(
+    outln!(
         "env {} · state {} (serial {}, lineage {})",
         opts.inputs.env,
         opts.state_path.display(),
@@ -382,8 +579,27 @@ fn status(opts: &Options, json: bool) -> Result<i32, AppError> {
                 l
             }
         };
-        println!("  {:<36} {line}", n.id);
+        outln!("  {:<36} {line}", n.id);
     }
     print_outputs(&state.outputs);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_asks_only_a_person_and_only_yes_proceeds() {
+        assert!(should_prompt(true, true, false));
+        assert!(!should_prompt(true, true, true), "--yes");
+        assert!(!should_prompt(false, true, false), "stdin not a terminal");
+        assert!(!should_prompt(true, false, false), "stderr not a terminal");
+        for yes in ["y", "Y", "yes", " YES\n"] {
+            assert!(approves(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yess", "ja"] {
+            assert!(!approves(no), "{no:?}");
+        }
+    }
 }

@@ -5,5 +5,8 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod graph_view;
+pub mod render;
 pub mod resources;
 pub mod stack;
+pub mod timeline_svg;

@@ -195,6 +195,21 @@ impl Waits {
     }
 }
 
+/// Typical time of a create on AWS, in seconds, for the critical path of `tap graph` (no run
+/// yet). RDS: a Multi-AZ instance takes 15-20 minutes and a cross-region replica longer (RDS
+/// User Guide, "Creating a read replica"); CloudFront deploys to its edge network in 5-15
+/// minutes; a NAT gateway a minute or two. Everything else answers within seconds.
+pub fn typical_seconds(kind: &str) -> f64 {
+    match kind {
+        "rds-primary" => 1200.0,
+        "rds-replica" => 1500.0,
+        "cloudfront" => 600.0,
+        "nat-gateway" => 120.0,
+        "asg" | "lambda-function" => 30.0,
+        _ => 2.0,
+    }
+}
+
 /// Whether `kind` has an implementation (orphans in state may carry kinds of older versions).
 pub fn known_kind(kind: &str) -> bool {
     graph().is_ok_and(|g| g.nodes().any(|n| n.kind == kind))

@@ -4,7 +4,6 @@
 use crate::engine::resource::{ErrorClass, NodeError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Refusals before the request ran: sending it again is safe.
@@ -121,6 +120,30 @@ pub fn classify(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
     }
 }
 
+/// An error and its causes in one line, `outer: inner: root`, each message once. Not
+/// `DisplayErrorContext`: that appends the whole error's `Debug` form, a dump no user should read.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let m = err.to_string();
+        if !m.is_empty() && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// The innermost cause's message (`Connection refused (os error 111)`), for one-line errors.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 pub fn aws_err<E>(op: &str, e: SdkError<E, HttpResponse>) -> NodeError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -138,28 +161,16 @@ where
                 (Some(m), _) if !m.is_empty() => m.to_string(),
                 (_, Some(403)) => "access denied (HTTP 403, no error body)".into(),
                 (_, Some(s)) => format!("HTTP {s}, no error body"),
-                (_, None) => DisplayErrorContext(&e).to_string(),
+                (_, None) => chain(&e),
             };
             let class = classify(&code, &message, status);
             (code, message, class)
         }
-        SdkError::TimeoutError(_) => (
-            "Timeout".into(),
-            DisplayErrorContext(&e).to_string(),
-            ErrorClass::Transient,
-        ),
-        SdkError::DispatchFailure(_) => (
-            "NetworkError".into(),
-            DisplayErrorContext(&e).to_string(),
-            ErrorClass::Transient,
-        ),
+        SdkError::TimeoutError(_) => ("Timeout".into(), chain(&e), ErrorClass::Transient),
+        SdkError::DispatchFailure(_) => ("NetworkError".into(), chain(&e), ErrorClass::Transient),
         // The response was cut off or unreadable: the request may have run.
-        SdkError::ResponseError(_) => (
-            "ResponseError".into(),
-            DisplayErrorContext(&e).to_string(),
-            ErrorClass::Transient,
-        ),
-        _ => ("Unknown".into(), DisplayErrorContext(&e).to_string(), ErrorClass::Fatal),
+        SdkError::ResponseError(_) => ("ResponseError".into(), chain(&e), ErrorClass::Transient),
+        _ => ("Unknown".into(), chain(&e), ErrorClass::Fatal),
     };
     NodeError {
         op: op.to_string(),

@@ -250,20 +250,70 @@ impl Aws {
         self.quirks.lock().expect("quirks").contains(q)
     }
 
-    /// Resolves credentials once, before any node runs: a missing or broken credential chain is
-    /// one clear error, not a failure per node.
-    pub async fn check_credentials(&self) -> Result<(), String> {
+    /// Before any node runs: resolves credentials once and asks STS who the caller is in each
+    /// region, with short timeouts and quick retries (a throttle or a lost response is not a
+    /// verdict), so that an unreachable endpoint, a missing or
+    /// rejected credential or an expired SSO session is one line within seconds, not a failure
+    /// per node after a minute of retries. Records the account id.
+    pub async fn preflight(&self, regions: &[&str]) -> Result<(), String> {
         let Some(p) = self.sdk.credentials_provider() else {
             return Err("no AWS credentials provider is configured".into());
         };
-        match tokio::time::timeout(Duration::from_secs(30), p.provide_credentials()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!(
-                "no usable AWS credentials (environment, profile, SSO or instance role): {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )),
-            Err(_) => Err("timed out resolving AWS credentials".into()),
+        let source = match std::env::var("AWS_PROFILE") {
+            Ok(profile) => format!("profile {profile}"),
+            Err(_) => "environment, profile, SSO or instance role".into(),
+        };
+        match tokio::time::timeout(Duration::from_secs(10), p.provide_credentials()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "no usable AWS credentials ({source}): {}",
+                    errors::root_cause(&e)
+                ));
+            }
+            Err(_) => return Err(format!("timed out resolving AWS credentials ({source})")),
         }
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(4))
+            .build();
+        let retry = RetryConfig::standard()
+            .with_max_attempts(4)
+            .with_initial_backoff(Duration::from_millis(500))
+            .with_max_backoff(Duration::from_secs(2));
+        let calls = regions.iter().map(|region| {
+            let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
+                .region(Region::new(region.to_string()))
+                .retry_config(retry.clone())
+                .timeout_config(timeouts.clone())
+                .build();
+            async move {
+                let out = aws_sdk_sts::Client::from_conf(conf).get_caller_identity().send().await;
+                (region, out)
+            }
+        });
+        let where_ = |region: &str| match self.endpoint_url() {
+            Some(url) => format!("AWS endpoint {url} ({region})"),
+            None => format!("AWS in {region}"),
+        };
+        for (region, out) in futures::future::join_all(calls).await {
+            match out {
+                Ok(id) => {
+                    let _ = self.account.set(id.account.unwrap_or_default());
+                }
+                Err(e @ aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => {
+                    let e = aws_err("GetCallerIdentity", e);
+                    return Err(format!(
+                        "{} refused the credentials ({source}): {}: {}",
+                        where_(region),
+                        e.code,
+                        e.message
+                    ));
+                }
+                Err(e) => return Err(format!("cannot reach {}: {}", where_(region), errors::root_cause(&e))),
+            }
+        }
+        Ok(())
     }
 
     pub fn endpoint_url(&self) -> Option<&str> {

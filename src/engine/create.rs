@@ -13,6 +13,7 @@
 //! 4. Follow-up steps (`after_create`), idempotent, retried on their own: never the create.
 //! 5. Readiness wait, then `ready` (by the caller).
 
+use crate::engine::events::Event;
 use crate::engine::policy::RetryPolicy;
 use crate::engine::reconcile::Driver;
 use crate::engine::resource::{ErrorClass, Live, NodeCx, NodeError, Props, Resource, diff, token_for};
@@ -112,15 +113,13 @@ impl Driver {
                 ErrorClass::Transient | ErrorClass::AlreadyExists => {
                     // It may have run (response lost), or the name is taken: look first.
                     if let Some(live) = self.look_up(r, cx, &e).await? {
-                        if self.echo {
-                            eprintln!(
-                                "  {}: {} answered {}; found {} and adopted it",
-                                cx.id(),
-                                e.op,
-                                e.code,
-                                live.physical_id
-                            );
-                        }
+                        self.events.emit(Event::Note {
+                            at: self.at(cx),
+                            message: format!(
+                                "{} answered {}; found {} and adopted it",
+                                e.op, e.code, live.physical_id
+                            ),
+                        });
                         return Ok((live, true));
                     }
                     if e.class == ErrorClass::AlreadyExists {
@@ -295,8 +294,7 @@ mod tests {
             State::new(),
             true,
         ));
-        let mut d = Driver::new(store, 2, Arc::default(), false);
-        d.echo = false;
+        let d = Driver::new(store, 2, Arc::default(), false);
         let cx = crate::engine::resource::test_cx("primary/vpc", "vpc");
         (d, cx)
     }

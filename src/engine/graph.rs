@@ -126,6 +126,39 @@ impl Graph {
         }
         Ok(order)
     }
+
+    /// The longest chain of dependencies when each node takes `secs(node)`: what bounds a run
+    /// however parallel it is. From the first node to the last.
+    pub fn critical_path(&self, secs: impl Fn(&Node) -> f64) -> Vec<String> {
+        let Ok(order) = self.validate() else {
+            return vec![];
+        };
+        // finish[id]: the earliest it can finish; via[id]: the dependency that bounds its start.
+        let mut finish: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut via: BTreeMap<&str, &str> = BTreeMap::new();
+        for id in &order {
+            let n = &self.nodes[id];
+            let mut start = 0.0;
+            for d in &n.deps {
+                let f = finish[d.as_str()];
+                if f > start || !via.contains_key(n.id.as_str()) && f >= start {
+                    start = f;
+                    via.insert(&n.id, d);
+                }
+            }
+            finish.insert(&n.id, start + secs(n));
+        }
+        let Some((mut cur, _)) = finish.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, v)| (*k, *v)) else {
+            return vec![];
+        };
+        let mut path = vec![cur.to_string()];
+        while let Some(prev) = via.get(cur) {
+            path.push(prev.to_string());
+            cur = prev;
+        }
+        path.reverse();
+        path
+    }
 }
 
 pub fn node_id(side: Side, kind: &str) -> String {
@@ -135,6 +168,17 @@ pub fn node_id(side: Side, kind: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_critical_path_is_the_longest_chain() {
+        let mut g = Graph::default();
+        let a = g.add(Side::Primary, "a", &[]).unwrap();
+        let slow = g.add(Side::Primary, "slow", std::slice::from_ref(&a)).unwrap();
+        let fast = g.add(Side::Primary, "fast", std::slice::from_ref(&a)).unwrap();
+        let end = g.add(Side::Primary, "end", &[slow.clone(), fast]).unwrap();
+        let secs = |n: &Node| if n.kind == "slow" { 10.0 } else { 1.0 };
+        assert_eq!(g.critical_path(secs), [a, slow, end]);
+    }
 
     #[test]
     fn detects_dangling_edges_and_cycles() {

@@ -2,6 +2,7 @@
 
 pub mod cancel;
 pub mod create;
+pub mod events;
 pub mod graph;
 pub mod policy;
 pub mod reconcile;
@@ -9,3 +10,4 @@ pub mod resource;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod timeline;

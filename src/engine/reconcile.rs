@@ -7,6 +7,7 @@
 //! `create`.
 
 use crate::engine::cancel::Cancel;
+use crate::engine::events::{At, Event, Events};
 use crate::engine::policy::{RetryPolicy, WaitPolicy};
 use crate::engine::resource::{Change, ErrorClass, Live, NodeCx, NodeError, Props, Readiness, Resource, diff};
 use crate::engine::scheduler::Progress;
@@ -69,8 +70,12 @@ pub struct Driver {
     pub allow_replace: bool,
     /// Multiplies every wait policy (tests use short waits).
     pub wait_scale: f64,
-    /// Print a line for each retry.
-    pub echo: bool,
+    /// Where node events go (retries, waits, notes; the pass emits start and end).
+    pub events: Events,
+    /// The action each node is expected to take (deploy: from its plan), for events.
+    pub planned: BTreeMap<String, String>,
+    /// The action of a node without a planned one (`plan`, `delete`).
+    pub default_action: &'static str,
     /// Set on Ctrl-C: retries and waits stop at their next sleep.
     pub cancel: Cancel,
     /// Attrs of nodes known in this run (seeded from state), for dependents.
@@ -88,10 +93,26 @@ impl Driver {
             progress,
             allow_replace,
             wait_scale: 1.0,
-            echo: true,
+            events: Events::default(),
+            planned: BTreeMap::new(),
+            default_action: "plan",
             cancel: Cancel::default(),
             attrs: Mutex::new(attrs),
             twins: Mutex::default(),
+        }
+    }
+
+    /// Where an event about `cx`'s node happened.
+    pub fn at(&self, cx: &NodeCx) -> At {
+        At {
+            node: cx.id().to_string(),
+            kind: cx.node.kind.to_string(),
+            region: cx.region.clone(),
+            action: self
+                .planned
+                .get(cx.id())
+                .cloned()
+                .unwrap_or_else(|| self.default_action.to_string()),
         }
     }
 
@@ -127,9 +148,13 @@ impl Driver {
             cx.id(),
             &format!("retrying {} after {} ({attempt}/{})", e.op, e.code, policy.max_attempts),
         );
-        if self.echo {
-            eprintln!("  {}: {} ({}), retry {attempt} in {delay:.1?}", cx.id(), e.op, e.code);
-        }
+        self.events.emit(Event::Retry {
+            at: self.at(cx),
+            operation: e.op.clone(),
+            code: e.code.clone(),
+            attempt,
+            delay_s: delay.as_secs_f64(),
+        });
         match self.cancel.sleep(delay).await {
             true => Ok(()),
             false => Err(NodeError::interrupted(e.op.clone())),
@@ -182,12 +207,37 @@ impl Driver {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Readiness, NodeError>>,
     {
+        let t0 = Instant::now();
+        let mut announced = false;
+        let res = self.wait_inner(cx, policy, what, &mut check, &mut announced).await;
+        if announced {
+            self.events.emit(Event::NodeWaitEnd {
+                at: self.at(cx),
+                wait_s: t0.elapsed().as_secs_f64(),
+            });
+        }
+        res
+    }
+
+    async fn wait_inner<F, Fut>(
+        &self,
+        cx: &NodeCx,
+        policy: WaitPolicy,
+        what: &str,
+        check: &mut F,
+        announced: &mut bool,
+    ) -> Result<(), NodeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Readiness, NodeError>>,
+    {
         let policy = policy.scaled(self.wait_scale);
         let t0 = Instant::now();
         let mut poll = 0u32;
+        let mut last = String::new();
         loop {
             poll += 1;
-            match self.call(cx, &mut check).await? {
+            match self.call(cx, &mut *check).await? {
                 Readiness::Ready => return Ok(()),
                 Readiness::Failed(m) => return Err(NodeError::fatal(format!("wait for {what}"), "WaitFailed", m)),
                 Readiness::Pending(s) => {
@@ -203,7 +253,16 @@ impl Driver {
                             ),
                         ));
                     }
-                    self.progress.set_status(cx.id(), &format!("waiting for {what}: {s}"));
+                    let status = format!("{what}: {s}");
+                    if status != last {
+                        self.progress.set_status(cx.id(), &format!("waiting for {status}"));
+                        self.events.emit(Event::NodeWait {
+                            at: self.at(cx),
+                            waiting_for: status.clone(),
+                        });
+                        *announced = true;
+                        last = status;
+                    }
                     if !self
                         .cancel
                         .sleep(policy.delay(poll).min(policy.max_wait - waited))
@@ -381,9 +440,10 @@ impl Driver {
         for id in &live.twins {
             self.progress.set_status(cx.id(), &format!("deleting twin {id}"));
             self.call(cx, || r.delete_twin(cx, id)).await?;
-            if self.echo {
-                eprintln!("  {}: deleted twin {id} (kept {})", cx.id(), live.physical_id);
-            }
+            self.events.emit(Event::Note {
+                at: self.at(cx),
+                message: format!("deleted twin {id} (kept {})", live.physical_id),
+            });
         }
         if !live.twins.is_empty() {
             self.twins

@@ -2,6 +2,7 @@
 //! node blocks only what depends on it; everything else still runs. Each node runs exactly once.
 
 use crate::engine::cancel::Cancel;
+use crate::engine::events::{Event, Events, InFlight};
 use crate::engine::graph::Graph;
 use crate::engine::resource::NodeError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +45,8 @@ pub struct NodeReport<O> {
 #[derive(Default)]
 pub struct Progress {
     inner: Mutex<ProgressInner>,
+    /// Where progress events go (every `every` of [`run`]).
+    pub events: Events,
 }
 
 #[derive(Default)]
@@ -54,6 +57,13 @@ struct ProgressInner {
 }
 
 impl Progress {
+    pub fn new(events: Events) -> Progress {
+        Progress {
+            inner: Mutex::default(),
+            events,
+        }
+    }
+
     pub fn set_status(&self, id: &str, status: &str) {
         if let Some(e) = self.inner.lock().expect("progress lock").in_flight.get_mut(id) {
             e.1 = status.to_string();
@@ -71,24 +81,32 @@ impl Progress {
         g.done += 1;
     }
 
-    /// `done/total done; in flight: a (12s, creating), b (3s, running)`.
-    pub fn line(&self) -> Option<String> {
+    /// What is done and in flight now; `None` when nothing is in flight.
+    pub fn snapshot(&self) -> Option<Event> {
         let g = self.inner.lock().expect("progress lock");
         if g.in_flight.is_empty() {
             return None;
         }
         let now = Instant::now();
-        let items: Vec<String> = g
+        let in_flight = g
             .in_flight
             .iter()
-            .map(|(id, (t, s))| format!("{id} ({}s, {s})", now.duration_since(*t).as_secs()))
+            .map(|(id, (t, s))| InFlight {
+                node: id.clone(),
+                elapsed_s: now.duration_since(*t).as_secs(),
+                status: s.clone(),
+            })
             .collect();
-        Some(format!("{}/{} done; in flight: {}", g.done, g.total, items.join(", ")))
+        Some(Event::Progress {
+            done: g.done,
+            total: g.total,
+            in_flight,
+        })
     }
 }
 
-/// Runs `work` for every node of `graph` in dependency order. `every` > 0 prints a progress
-/// line to stderr at that interval while nodes are in flight. Once `cancel` is set no node
+/// Runs `work` for every node of `graph` in dependency order. `every` > 0 emits a progress
+/// event at that interval while nodes are in flight. Once `cancel` is set no node
 /// starts; nodes in flight get [`GRACE`] to finish, then are stopped.
 pub async fn run<O, W, Fut>(
     graph: &Graph,
@@ -125,8 +143,8 @@ where
             let mut iv = tokio::time::interval_at(Instant::now() + every, every);
             loop {
                 iv.tick().await;
-                if let Some(l) = p.line() {
-                    eprintln!("  … {l}");
+                if let Some(e) = p.snapshot() {
+                    p.events.emit(e);
                 }
             }
         })

@@ -66,6 +66,9 @@ pub struct State {
     /// would answer a reused one with the deleted object).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub generations: BTreeMap<String, u32>,
+    /// Where the time of the last deploy or destroy went (`tap timeline` draws it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<crate::engine::timeline::Timeline>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,7 @@ impl State {
             nodes: BTreeMap::new(),
             outputs: BTreeMap::new(),
             generations: BTreeMap::new(),
+            last_run: None,
         }
     }
 

@@ -80,6 +80,10 @@ impl StateStore {
     pub fn set_outputs(&self, outputs: BTreeMap<String, BTreeMap<String, String>>) -> Result<(), NodeError> {
         self.update(|s| s.outputs = outputs)
     }
+
+    pub fn set_last_run(&self, t: crate::engine::timeline::Timeline) -> Result<(), NodeError> {
+        self.update(|s| s.last_run = Some(t))
+    }
 }
 
 pub fn now() -> String {

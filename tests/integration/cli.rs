@@ -3,7 +3,7 @@
 use crate::common;
 use std::process::{Command, Output};
 
-fn tap(args: &[&str]) -> Output {
+pub(crate) fn tap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tap"))
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -13,7 +13,7 @@ fn tap(args: &[&str]) -> Output {
         .expect("run tap")
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -122,6 +122,10 @@ fn deploy_status_and_destroy_through_the_binary() {
     };
     let out = run(&["deploy"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("Deploy these changes?"),
+        "no prompt without a terminal"
+    );
     let plan = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         plan.status.code(),
@@ -168,6 +172,24 @@ fn deploy_status_and_destroy_through_the_binary() {
         "{text}"
     );
     assert!(text.contains("primary/kms-key") && text.contains("ready"), "{text}");
+    // One raw value for scripts; a name in both regions needs --region.
+    let bucket = run(&["output", "BucketName", "--region", "us-east-1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&bucket.stdout),
+        format!("tap-bucket-useast1-{env}-123456789012\n")
+    );
+    let both = run(&["output", "BucketName"]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    assert!(stderr(&both).contains("--region"), "{}", stderr(&both));
+    // status --json: a node line per node, outputs, the summary.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&status_json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let nodes = lines.iter().filter(|l| l["type"] == "node").count();
+    assert_eq!(nodes, tap::app::graph().len());
+    assert_eq!(lines.last().unwrap()["type"], "summary");
+    assert_eq!(lines.last().unwrap()["ready"], tap::app::graph().len());
 
     // AWS moves the primary to a later minor version (auto minor version upgrade): not drift.
     common::emulator_post(&format!("/_rules/upgrade?id=tap-db-useast1-{env}&version=16.10"));
@@ -195,8 +217,24 @@ fn deploy_status_and_destroy_through_the_binary() {
     let plan = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(2), "everything to create again");
     // Destroy freed every name (the secret's too, in both regions): the same env deploys again.
-    let out = run(&["deploy"]);
+    // With --json: NDJSON on stdout, a start and an end per node, the summary last.
+    let out = run(&["--json", "deploy"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = run(&["destroy", "--yes"]);
+    let lines = crate::operator::check_ndjson(&out, "deploy");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["created"], tap::app::graph().len(), "{summary}");
+    assert!(lines.iter().any(|l| l["type"] == "plan"), "the plan comes first");
+    assert!(
+        lines.iter().any(|l| l["type"] == "output" && l["name"] == "BucketName"),
+        "outputs"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&password),
+        "deploy --json"
+    );
+    let out = run(&["--json", "destroy", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = crate::operator::check_ndjson(&out, "destroy").pop().unwrap();
+    assert_eq!(summary["deleted"], tap::app::graph().len(), "{summary}");
+    crate::operator::assert_no_debug_dump(&out);
 }

@@ -1,0 +1,202 @@
+//! Operator experience through the binary: fail fast on a dead endpoint, NDJSON streams, a
+//! closed stdout, `tap output`, `tap graph`, completions, the timeline picture.
+
+use crate::cli::{stderr, tap};
+use crate::common;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// No SDK error reaches a user as a Rust debug dump.
+pub fn assert_no_debug_dump(o: &Output) {
+    for text in [String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)] {
+        for dump in [
+            "DispatchFailure(",
+            "ConnectorError {",
+            "ServiceError {",
+            "ProviderError(",
+        ] {
+            assert!(!text.contains(dump), "a debug dump ({dump}) in: {text}");
+        }
+    }
+}
+
+/// Every stdout line of a `--json` run parses, carries `type` and `ts`; every node of the graph
+/// has a start and an end; the last line is the summary. Returns the lines.
+pub fn check_ndjson(o: &Output, command: &str) -> Vec<Value> {
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        assert!(l["type"].is_string() && l["ts"].is_string(), "{l}");
+    }
+    let mut starts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ends: BTreeMap<String, usize> = BTreeMap::new();
+    for l in &lines {
+        let node = l["node"].as_str().unwrap_or_default().to_string();
+        match l["type"].as_str().unwrap() {
+            "node_start" => *starts.entry(node).or_default() += 1,
+            "node_done" | "node_failed" => {
+                assert!(l["elapsed_s"].is_number(), "{l}");
+                *ends.entry(node).or_default() += 1
+            }
+            _ => {}
+        }
+    }
+    let graph = tap::app::graph();
+    for n in graph.nodes() {
+        assert_eq!(starts.get(&n.id), Some(&1), "{command}: one node_start of {}", n.id);
+        assert_eq!(ends.get(&n.id), Some(&1), "{command}: one end of {}", n.id);
+    }
+    let last = lines.last().expect("some output");
+    assert_eq!(last["type"], "summary", "{last}");
+    assert_eq!(last["command"], command);
+    assert_eq!(last["nodes"], graph.len());
+    lines
+}
+
+/// A dead endpoint: one line naming it, exit 1, within seconds, no per-node noise.
+#[test]
+fn a_closed_port_fails_fast_in_one_line_naming_the_endpoint() {
+    let state = common::state_path(&common::unique_env("dead"));
+    let t0 = Instant::now();
+    let out = tap(&[
+        "--endpoint-url",
+        "http://127.0.0.1:59999",
+        "--state",
+        state.to_str().unwrap(),
+        "plan",
+    ]);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(all.lines().count() <= 3, "{all}");
+    assert!(all.contains("http://127.0.0.1:59999"), "{all}");
+    assert_no_debug_dump(&out);
+}
+
+/// `tap plan --json | head -1`: the reader closing the pipe is not a failure.
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_normal_exit_code() {
+    let env = common::unique_env("pipe");
+    let state = common::state_path(&env);
+    let ep = common::endpoint();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tap"))
+        .args(["--env", &env, "--endpoint-url", &ep, "--state", state.to_str().unwrap()])
+        .args(["--json", "plan"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before tap writes its first line: every write meets a broken pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+/// `tap graph` lists every node and every edge of the graph, regions as clusters.
+#[test]
+fn the_graph_lists_every_node_and_edge() {
+    let out = tap(&["graph"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dot = String::from_utf8_lossy(&out.stdout);
+    let graph = tap::app::graph();
+    for n in graph.nodes() {
+        assert!(dot.contains(&format!("\"{}\" [label", n.id)), "{}", n.id);
+        for d in &n.deps {
+            assert!(dot.contains(&format!("\"{d}\" -> \"{}\"", n.id)), "{d} -> {}", n.id);
+        }
+    }
+    let edges = graph.nodes().map(|n| n.deps.len()).sum::<usize>();
+    assert_eq!(dot.matches(" -> \"").count(), edges);
+    assert!(dot.contains("cluster_us-east-1") && dot.contains("cluster_eu-west-1"));
+    assert!(
+        dot.contains("\"primary/rds-primary\" -> \"secondary/rds-replica\" [color"),
+        "critical edge marked"
+    );
+    let mermaid = tap(&["graph", "--format", "mermaid"]);
+    let m = String::from_utf8_lossy(&mermaid.stdout);
+    assert!(
+        m.starts_with("flowchart LR") && m.contains("class primary_rds_primary critical"),
+        "{m}"
+    );
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tap(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("deploy") && text.contains("--endpoint-url"),
+            "{shell}: {text}"
+        );
+    }
+}
+
+/// The timeline of a deploy on the timing emulator: valid SVG, one titled bar per node, the
+/// chain through the database marked critical, waits shaded.
+#[test]
+fn a_timeline_of_a_deploy_shows_every_node_and_the_critical_path() {
+    let env = common::unique_env("tl");
+    let state = common::state_path(&env);
+    let ep = common::timing_endpoint();
+    let svg = std::env::temp_dir().join(format!("tap-timeline-{env}.svg"));
+    let base = ["--env", &env, "--endpoint-url", &ep, "--state", state.to_str().unwrap()];
+    let run = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        tap(&a)
+    };
+    let out = run(&["--timeline", svg.to_str().unwrap(), "deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("valid SVG (XML)");
+    let bars: Vec<roxmltree::Node> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("class").is_some_and(|c| c.split(' ').any(|c| c == "bar")))
+        .filter(|n| n.children().any(|c| c.has_tag_name("title")))
+        .collect();
+    let title = |n: &roxmltree::Node| {
+        n.children()
+            .find(|c| c.has_tag_name("title"))
+            .and_then(|t| t.text())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let graph = tap::app::graph();
+    assert_eq!(bars.len(), graph.len(), "one bar per node");
+    for n in graph.nodes() {
+        assert!(bars.iter().any(|b| title(b) == n.id), "a bar titled {}", n.id);
+    }
+    let critical: Vec<String> = bars
+        .iter()
+        .filter(|b| b.attribute("class").unwrap().split(' ').any(|c| c == "critical"))
+        .map(title)
+        .collect();
+    for id in ["primary/rds-primary", "secondary/rds-replica"] {
+        assert!(
+            critical.iter().any(|c| c == id),
+            "{id} on the critical path: {critical:?}"
+        );
+    }
+    assert!(
+        doc.descendants().any(|n| n.attribute("class") == Some("wait")),
+        "waits are shaded"
+    );
+    // Redrawn from the state file.
+    let again = std::env::temp_dir().join(format!("tap-timeline-{env}-2.svg"));
+    let out = run(&["timeline", again.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+    let out = run(&["destroy", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

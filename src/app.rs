@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -207,6 +208,11 @@ fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
 }
 
 pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppError> {
+    let span = tracing::info_span!("run", command = ?command, env = %opts.inputs.env);
+    execute_in_span(command, opts).instrument(span).await
+}
+
+async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, AppError> {
     let graph = Arc::new(stack::graph().map_err(|e| AppError::Failed(format!("internal: {e}")))?);
     graph
         .validate()
@@ -463,6 +469,11 @@ async fn pass(
                 waits.clone(),
                 node_events.clone(),
             );
+            // A child of the run's span (the scheduler spawns each node as its own task).
+            let span = graph.get(&id).map_or_else(
+                tracing::Span::none,
+                |n| tracing::info_span!("node", id = %id, kind = n.kind, region = %region_of(&inputs, n.side)),
+            );
             async move {
                 let node = graph.get(&id).expect("scheduled node exists").clone();
                 let cx = NodeCx {
@@ -485,6 +496,7 @@ async fn pass(
                 emit_end(&node_events, driver.at(&cx), &res, t0.elapsed());
                 res
             }
+            .instrument(span)
         }
     };
     // Plan passes print no progress: they only read.

@@ -125,6 +125,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    init_tracing(cli.verbose);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,6 +141,29 @@ pub fn main() -> i32 {
     }
     render::err(&format!("error: {message}"));
     code
+}
+
+/// Diagnostics (`tracing`) on stderr: `RUST_LOG` when set, else by `-v`: warnings; `-v` info;
+/// `-vv` debug (a line per AWS request attempt with its duration and outcome); `-vvv`
+/// everything, the AWS SDK's own events included. Colour only on a terminal without `NO_COLOR`.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(match verbose {
+            0 => "tap=warn",
+            1 => "tap=info",
+            2 => "tap=debug",
+            _ => "trace",
+        }),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .compact()
+        .try_init();
 }
 
 fn options(cli: &Cli) -> Result<Options, AppError> {
@@ -170,7 +194,6 @@ fn options(cli: &Cli) -> Result<Options, AppError> {
     let connection = Connection {
         endpoint_url,
         test_credentials_fallback: cli.local,
-        verbose: cli.verbose >= 2,
         retry: Default::default(),
     };
     let mut o = Options::new(inputs, state_path, connection);
@@ -216,10 +239,14 @@ fn on_interrupt(cancel: crate::engine::cancel::Cancel) {
 
 pub async fn run(cli: Cli) -> Result<i32, AppError> {
     let mut opts = options(&cli)?;
-    opts.events = crate::engine::events::Events::new().with(match cli.json {
-        true => render::json(),
-        false => render::human(cli.verbose),
-    });
+    opts.events = crate::engine::events::Events::new()
+        .with(match cli.json {
+            true => render::json(),
+            // A live view for a person at a terminal; plain lines for logs and pipes.
+            false if live_view(&cli) => render::live(app::graph().len()),
+            false => render::human(cli.verbose),
+        })
+        .with(render::diagnostics());
     on_interrupt(opts.cancel.clone());
     let t0 = std::time::Instant::now();
     match cli.command {
@@ -304,6 +331,16 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             finish(&report, cli.json, t0)
         }
     }
+}
+
+/// The live view: deploy and destroy on a terminal, unless `TERM=dumb` or `-vv` diagnostics
+/// would interleave with it.
+fn live_view(cli: &Cli) -> bool {
+    matches!(cli.command, Cmd::Deploy { .. } | Cmd::Destroy { .. })
+        && std::io::stderr().is_terminal()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        && cli.verbose < 2
+        && std::env::var_os("RUST_LOG").is_none()
 }
 
 /// Deploy asks only a person: stdin and stderr terminals, and no `--yes`.

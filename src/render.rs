@@ -45,6 +45,16 @@ pub fn json() -> Sink {
     Arc::new(|e: &Event| json_line(serde_json::to_value(e).expect("events serialize")))
 }
 
+/// Every event as a `tracing` diagnostic (target `tap::events`, debug level), inside the span
+/// of the node that emitted it: `RUST_LOG=tap=debug` shows the run span by span.
+pub fn diagnostics() -> Sink {
+    Arc::new(|e: &Event| {
+        if tracing::enabled!(target: "tap::events", tracing::Level::DEBUG) {
+            tracing::debug!(target: "tap::events", "{}", serde_json::to_string(e).expect("events serialize"));
+        }
+    })
+}
+
 fn past(action: &str) -> &str {
     match action {
         "create" => "created",
@@ -153,4 +163,72 @@ pub fn output_values(outputs: &BTreeMap<String, BTreeMap<String, String>>) -> Ve
                 .map(move |(k, v)| json!({"type": "output", "region": region, "name": k, "value": v}))
         })
         .collect()
+}
+
+/// The live view on a terminal (stderr): done/total, one line per node in flight with its
+/// elapsed time and what it waits for, a typical duration for the long waits; finished nodes
+/// scroll above as plain lines. Drawn from the first node on (the plan and any prompt first).
+pub fn live(total: usize) -> Sink {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    struct View {
+        mp: MultiProgress,
+        main: ProgressBar,
+        nodes: BTreeMap<String, ProgressBar>,
+    }
+    let view: Mutex<Option<View>> = Mutex::default();
+    let style = ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}").expect("template");
+    let plain = human(0);
+    Arc::new(move |e: &Event| {
+        let mut guard = view.lock().expect("live view");
+        let v = guard.get_or_insert_with(|| {
+            let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let main = mp.add(ProgressBar::new(total as u64));
+            main.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} nodes")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            main.enable_steady_tick(Duration::from_millis(250));
+            View {
+                mp,
+                main,
+                nodes: BTreeMap::new(),
+            }
+        });
+        match e {
+            Event::NodeStart { at } => {
+                let pb = v.mp.insert_before(&v.main, ProgressBar::new_spinner());
+                pb.set_style(style.clone());
+                pb.enable_steady_tick(Duration::from_millis(250));
+                pb.set_message(format!("{}: {}", at.node, at.action));
+                v.nodes.insert(at.node.clone(), pb);
+            }
+            Event::NodeWait { at, waiting_for } => {
+                if let Some(pb) = v.nodes.get(&at.node) {
+                    let typical = crate::stack::typical_seconds(&at.kind);
+                    let hint = match typical >= 60.0 {
+                        true => format!(" (typically ~{} on AWS)", crate::timeline_svg::duration(typical)),
+                        false => String::new(),
+                    };
+                    pb.set_message(format!("{}: waiting for {waiting_for}{hint}", at.node));
+                }
+            }
+            Event::NodeDone { at, .. } | Event::NodeFailed { at, .. } => {
+                if let Some(pb) = v.nodes.remove(&at.node) {
+                    pb.finish_and_clear();
+                    v.mp.remove(&pb);
+                }
+                v.main.inc(1);
+                v.mp.suspend(|| plain(e));
+            }
+            // The live view shows what progress lines would.
+            Event::Progress { .. } | Event::NodeWaitEnd { .. } => {}
+            Event::Retry { .. } | Event::Note { .. } => v.mp.suspend(|| plain(e)),
+        }
+        if v.main.position() >= v.main.length().unwrap_or(0) && v.nodes.is_empty() {
+            v.main.finish_and_clear();
+        }
+    })
 }

@@ -9,9 +9,11 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::retry::RetryConfig;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
@@ -42,7 +44,6 @@ impl Call {
 #[derive(Debug, Default)]
 pub struct CallLog {
     calls: Mutex<Vec<Call>>,
-    verbose: bool,
 }
 
 impl CallLog {
@@ -80,13 +81,50 @@ impl Intercept for Recorder {
                 service: md.service().to_string(),
                 operation: md.name().to_string(),
             };
-            if self.log.verbose {
-                eprintln!("    aws {} {}.{}", call.region, call.service, call.operation);
-            }
             self.log.calls.lock().expect("call log").push(call);
         }
         Ok(())
     }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(AttemptStart(std::time::Instant::now()));
+        Ok(())
+    }
+
+    /// One diagnostic per attempt (`-vv`): service, operation, duration, outcome. Inside the
+    /// node's span, so it names the node too.
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let ms = cfg.load::<AttemptStart>().map_or(0, |s| s.0.elapsed().as_millis());
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_default();
+        let outcome = match context.response() {
+            Some(r) => r.status().as_u16().to_string(),
+            None => "no response".to_string(),
+        };
+        tracing::debug!(target: "tap::aws", "{} {service}.{operation} {ms} ms -> {outcome}", self.region);
+        Ok(())
+    }
+}
+
+/// When the current attempt was sent.
+#[derive(Debug, Clone)]
+struct AttemptStart(std::time::Instant);
+
+impl Storable for AttemptStart {
+    type Storer = StoreReplace<Self>;
 }
 
 /// The one retry layer for throttling, 5xx and network errors of every call: the SDK's standard
@@ -139,8 +177,6 @@ pub struct Connection {
     pub endpoint_url: Option<String>,
     /// Fall back to static test credentials when the standard chain has none (`--local`).
     pub test_credentials_fallback: bool,
-    /// Print every AWS call (`-vv`).
-    pub verbose: bool,
     /// Retries of throttling, 5xx and network errors (tests shorten the backoff).
     pub retry: RetryBudget,
 }
@@ -230,10 +266,7 @@ impl Aws {
         Aws {
             sdk,
             path_style,
-            log: Arc::new(CallLog {
-                calls: Mutex::default(),
-                verbose: conn.verbose,
-            }),
+            log: Arc::new(CallLog::default()),
             clients: Clients::default(),
             account: OnceCell::new(),
             autoscaling_slr: OnceCell::new(),

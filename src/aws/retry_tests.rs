@@ -71,7 +71,6 @@ async fn aws(url: &str, budget: RetryBudget) -> Aws {
     let conn = Connection {
         endpoint_url: Some(url.to_string()),
         test_credentials_fallback: true,
-        verbose: false,
         retry: budget,
     };
     Aws::connect(&conn, "us-east-1").await

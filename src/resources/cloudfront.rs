@@ -388,9 +388,9 @@ impl Resource for CloudFront {
         };
         let (out, refused) = match send(d.clone()).await.op("CreateDistributionWithTags") {
             Err(e) if self.refused_group_target(&e, d) => {
-                eprintln!(
-                    "  {}: the endpoint refuses the origin group as default target; targeting the primary origin",
-                    cx.id()
+                tracing::warn!(
+                    node = cx.id(),
+                    "the endpoint refuses the origin group as default target; targeting the primary origin"
                 );
                 let mut d2 = d.clone();
                 d2.insert("default_target".into(), json!("primary"));

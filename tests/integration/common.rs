@@ -60,7 +60,6 @@ pub fn connection() -> Connection {
     Connection {
         endpoint_url: Some(endpoint()),
         test_credentials_fallback: true,
-        verbose: false,
         // Short backoffs: the emulator answers in milliseconds.
         retry: tap::aws::RetryBudget {
             max_attempts: 8,

@@ -79,6 +79,41 @@ fn a_closed_port_fails_fast_in_one_line_naming_the_endpoint() {
     assert_no_debug_dump(&out);
 }
 
+/// `RUST_LOG` turns on span-structured diagnostics on stderr and changes nothing on stdout;
+/// `-vv` shows every AWS request attempt with its duration and outcome.
+#[test]
+fn diagnostics_go_to_stderr_span_by_span() {
+    let env = common::unique_env("trc");
+    let state = common::state_path(&env);
+    let ep = common::endpoint();
+    let plan = |extra: &[&str], rust_log: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tap"));
+        c.args(["--env", &env, "--endpoint-url", &ep, "--state", state.to_str().unwrap()])
+            .args(extra)
+            .arg("plan")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("RUST_LOG");
+        if let Some(l) = rust_log {
+            c.env("RUST_LOG", l);
+        }
+        c.output().unwrap()
+    };
+    let quiet = plan(&[], None);
+    let traced = plan(&[], Some("tap=debug"));
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(quiet.stdout, traced.stdout, "diagnostics change nothing on stdout");
+    assert!(!stderr(&quiet).contains("DEBUG"), "{}", stderr(&quiet));
+    let t = stderr(&traced);
+    assert!(t.contains("run:node:") && t.contains("id=primary/vpc"), "spans: {t}");
+    let vv = stderr(&plan(&["-vv"], None));
+    let line = vv
+        .lines()
+        .find(|l| l.contains("EC2.DescribeVpcs"))
+        .unwrap_or_else(|| panic!("-vv lists DescribeVpcs: {vv}"));
+    assert!(line.contains(" ms -> 200"), "duration and outcome: {line}");
+}
+
 /// `tap plan --json | head -1`: the reader closing the pipe is not a failure.
 #[test]
 fn a_closed_stdout_ends_quietly_with_the_normal_exit_code() {

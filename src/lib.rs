@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod graph_view;
 pub mod render;
+pub mod report;
 pub mod resources;
 pub mod stack;
 pub mod timeline_svg;

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod policy;
 pub mod reconcile;
 pub mod resource;
+pub mod retry;
 pub mod scheduler;
 pub mod state;
 pub mod store;

@@ -1,16 +1,16 @@
 //! One command run end to end: inputs → graph → lock and state → scheduler → report.
 
 use crate::aws::{Aws, Call, Connection};
-use crate::config::{Inputs, Side};
+use crate::config::Inputs;
+use crate::engine::backend::{Backend, LocalFile};
 use crate::engine::cancel::Cancel;
-use crate::engine::events::{Event, Events};
-use crate::engine::graph::{Graph, Node};
-use crate::engine::reconcile::{Action, Driver};
-use crate::engine::resource::{NodeCx, NodeError};
-use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
-use crate::engine::state::{State, StateError, StateLock};
+use crate::engine::events::Events;
+use crate::engine::graph::Graph;
+use crate::engine::reconcile::Action;
+use crate::engine::state::{State, StateError};
 use crate::engine::store::StateStore;
 use crate::engine::timeline::{Recorder, Timeline};
+use crate::passes::{orphan_pass, orphans, pass, region_of};
 use crate::stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,6 +48,10 @@ pub struct Options {
     pub approve: Option<ApproveHook>,
     /// Set on Ctrl-C (SIGINT, SIGTERM): no node starts, in-flight nodes stop at their next wait.
     pub cancel: Cancel,
+    /// The state in S3 (`s3://bucket/key`) instead of the local file `state_path`.
+    pub state_url: Option<String>,
+    /// The region of the state bucket (default: the primary region).
+    pub state_region: Option<String>,
 }
 
 pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
@@ -68,6 +72,8 @@ impl Options {
             show_plan: None,
             approve: None,
             cancel: Cancel::default(),
+            state_url: None,
+            state_region: None,
         }
     }
 }
@@ -127,6 +133,9 @@ pub struct Report {
     pub timeline: Timeline,
     /// Ctrl-C stopped the run (exit 130).
     pub interrupted: bool,
+    /// Another writer changed the state during the run: it stopped (exit 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_conflict: Option<String>,
 }
 
 impl Report {
@@ -183,10 +192,6 @@ pub fn counts(nodes: &[NodeLine]) -> BTreeMap<&'static str, usize> {
     c
 }
 
-fn region_of(inputs: &Inputs, side: Side) -> String {
-    inputs.region(side).to_string()
-}
-
 /// Refuses a state file written for other inputs (env or regions) before anything runs.
 fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
     if let Some(old) = &state.inputs {
@@ -217,16 +222,59 @@ async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, App
     graph
         .validate()
         .map_err(|e| AppError::Failed(format!("internal: {e}")))?;
-    let _lock = match command {
-        Command::Plan => None,
-        _ => Some(StateLock::acquire(&opts.state_path)?),
+    // A local state is locked and read before any AWS call (a held lock or a corrupt file is
+    // the error, whatever the network); a state in S3 needs AWS first.
+    let mut aws = None;
+    if opts.state_url.is_some() {
+        aws = Some(connect(opts).await?);
+    }
+    let backend = backend(opts, aws.as_ref()).await?;
+    let name = match command {
+        Command::Plan => "plan",
+        Command::Deploy => "deploy",
+        Command::Destroy => "destroy",
     };
-    let mut state = State::load(&opts.state_path)?;
+    let lock = match command {
+        Command::Plan => None,
+        _ => Some(backend.lock(name).await?),
+    };
+    let result = run_locked(command, opts, graph, backend, aws, name).await;
+    // Released after errors too (a Ctrl-C ends the run through the same path); kept when another
+    // writer changed the state, so that nobody else writes until a person has looked.
+    let conflict = matches!(&result, Ok(r) if r.state_conflict.is_some());
+    if let Some(l) = lock
+        && !conflict
+    {
+        l.release().await;
+    }
+    result
+}
+
+/// The run once its state is locked: read it, plan, deploy or destroy, record the outputs.
+async fn run_locked(
+    command: Command,
+    opts: &Options,
+    graph: Arc<Graph>,
+    backend: Arc<dyn Backend>,
+    aws: Option<Arc<Aws>>,
+    name: &str,
+) -> Result<Report, AppError> {
+    let mut state = backend.load().await?;
     check_state_inputs(&state, opts)?;
-    let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
-    aws.preflight(&[&opts.inputs.primary_region, &opts.inputs.secondary_region])
-        .await
-        .map_err(AppError::Failed)?;
+    if opts.state_url.is_some() && state.serial == 0 && opts.state_path.exists() {
+        return Err(AppError::Failed(format!(
+            "{} holds no state yet, but the local state {} does: nothing was deployed. Move it first \
+             (aws s3 cp {} {}), then run again",
+            backend.location(),
+            opts.state_path.display(),
+            opts.state_path.display(),
+            backend.location()
+        )));
+    }
+    let aws = match aws {
+        Some(a) => a,
+        None => connect(opts).await?,
+    };
     // Bucket names end in the account id (SPEC v2: they are global across all accounts).
     let account = aws
         .account_id(&opts.inputs.primary_region)
@@ -308,11 +356,9 @@ async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, App
     }
     .with(recorder.sink());
     let orphans = orphans(&graph, &state);
-    let store = Arc::new(StateStore::new(
-        opts.state_path.clone(),
-        state,
-        command == Command::Plan,
-    ));
+    let mut store = StateStore::with_backend(backend.clone(), state, command == Command::Plan);
+    store.on_conflict = Some(opts.cancel.clone());
+    let store = Arc::new(store);
     // Orphans are leaves: destroy removes them first, deploy once the graph has converged.
     let mut nodes = Vec::new();
     if command == Command::Destroy {
@@ -322,18 +368,17 @@ async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, App
     if command != Command::Destroy && !opts.cancel.is_set() {
         nodes.extend(orphan_pass(command, &orphans, store.clone(), &aws, opts, &node_events).await);
     }
-    let name = match command {
-        Command::Plan => "plan",
-        Command::Deploy => "deploy",
-        Command::Destroy => "destroy",
-    };
     let timeline = recorder.finish(name, started_at, &graph, command == Command::Destroy);
     let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
     let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
-    if command != Command::Plan {
+    if command != Command::Plan && !store.conflicted() {
         store
             .set_outputs(outputs.clone())
-            .and_then(|_| store.set_last_run(timeline.clone()))
+            .await
+            .map_err(|e| AppError::Failed(e.to_string()))?;
+        store
+            .set_last_run(timeline.clone())
+            .await
             .map_err(|e| AppError::Failed(e.to_string()))?;
     }
     Ok(Report {
@@ -343,224 +388,45 @@ async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, App
         outputs,
         calls: aws.log.calls(),
         timeline,
-        interrupted: opts.cancel.is_set(),
+        interrupted: opts.cancel.is_set() && !store.conflicted(),
+        state_conflict: store.conflicted().then(|| {
+            StateError::Conflict {
+                location: backend.location(),
+            }
+            .to_string()
+        }),
     })
 }
 
-/// Nodes in state that the graph no longer has (written by an older tap), as graph nodes.
-fn orphans(graph: &Graph, state: &State) -> Vec<Node> {
-    let kinds: Vec<&'static str> = graph.nodes().map(|n| n.kind).collect();
-    state
-        .nodes
-        .iter()
-        .filter(|(id, _)| !graph.contains(id))
-        .map(|(id, n)| Node {
-            id: id.clone(),
-            // An unknown kind keeps its name; `stack::resource` then has no implementation.
-            kind: kinds.iter().copied().find(|k| *k == n.kind).unwrap_or("unknown"),
-            side: if id.starts_with("secondary/") {
-                Side::Secondary
-            } else {
-                Side::Primary
-            },
-            deps: vec![],
-        })
-        .collect()
+/// AWS clients, after the preflight (credentials, endpoint, account).
+async fn connect(opts: &Options) -> Result<Arc<Aws>, AppError> {
+    let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
+    aws.preflight(&[&opts.inputs.primary_region, &opts.inputs.secondary_region])
+        .await
+        .map_err(AppError::Failed)?;
+    Ok(aws)
 }
 
-/// Orphans: planned as deletions, deleted by their recorded ids, forgotten.
-async fn orphan_pass(
-    command: Command,
-    orphans: &[Node],
-    store: Arc<StateStore>,
-    aws: &Arc<Aws>,
-    opts: &Options,
-    events: &Events,
-) -> Vec<NodeLine> {
-    let mut driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
-    driver.events = events.clone();
-    driver.default_action = "delete";
-    driver.wait_scale = opts.wait_scale;
-    driver.cancel = opts.cancel.clone();
-    let runs = orphans.iter().map(|node| {
-        let driver = &driver;
-        async move {
-            let cx = NodeCx {
-                region: region_of(&opts.inputs, node.side),
-                prior: driver.store.get(&node.id),
-                deps: BTreeMap::new(),
-                planning: command == Command::Plan,
-                node: node.clone(),
-                inputs: opts.inputs.clone(),
-                token: None,
-            };
-            let t0 = tokio::time::Instant::now();
-            events.emit(Event::NodeStart { at: driver.at(&cx) });
-            let res = match stack::known_kind(node.kind) {
-                true => {
-                    driver
-                        .remove_orphan(stack::resource(node.kind, aws, &opts.waits).as_ref(), &cx)
-                        .await
-                }
-                false => Err(NodeError::fatal(
-                    "plan",
-                    "UnknownKind",
-                    format!("{} has a kind this tap does not know; remove it by hand", node.id),
-                )),
-            };
-            emit_end(events, driver.at(&cx), &res, t0.elapsed());
-            NodeLine {
-                id: node.id.clone(),
-                kind: node.kind.to_string(),
-                region: cx.region.clone(),
-                outcome: match res {
-                    Ok(a) => Outcome::Done(a),
-                    Err(e) => failed(&e),
-                },
-                seconds: t0.elapsed().as_secs_f64(),
-                twins: vec![],
-            }
-        }
-    });
-    futures::future::join_all(runs).await
+/// Where the state lives: the S3 object of `--state s3://...`, else the local file.
+pub async fn backend(opts: &Options, aws: Option<&Arc<Aws>>) -> Result<Arc<dyn Backend>, AppError> {
+    let Some(url) = &opts.state_url else {
+        return Ok(Arc::new(LocalFile(opts.state_path.clone())));
+    };
+    let (bucket, key) = crate::aws::state_s3::parse_url(url)
+        .ok_or_else(|| AppError::Usage(format!("--state {url:?}: expected s3://BUCKET/KEY")))?;
+    let aws = match aws {
+        Some(a) => a.clone(),
+        None => connect(opts).await?,
+    };
+    let region = opts.state_region.as_deref().unwrap_or(&opts.inputs.primary_region);
+    Ok(Arc::new(
+        crate::aws::state_s3::S3State::open(aws, region, &bucket, &key).await?,
+    ))
 }
 
-/// One walk of the graph: every node planned, deployed or destroyed.
-async fn pass(
-    command: Command,
-    graph: &Arc<Graph>,
-    store: Arc<StateStore>,
-    aws: &Arc<Aws>,
-    opts: &Options,
-    planned: &BTreeMap<String, String>,
-    node_events: &Events,
-) -> Vec<NodeLine> {
-    let progress = Arc::new(Progress::new(opts.events.clone()));
-    let mut driver = Driver::new(store, opts.parallelism, progress.clone(), opts.allow_replace);
-    driver.wait_scale = opts.wait_scale;
-    // Plan passes only read: their retries show as usual, their nodes only in the timeline.
-    driver.events = match command {
-        Command::Plan => opts.events.clone(),
-        _ => node_events.clone(),
-    };
-    driver.planned = planned.clone();
-    driver.default_action = match command {
-        Command::Plan => "plan",
-        Command::Deploy => "deploy",
-        Command::Destroy => "delete",
-    };
-    driver.cancel = opts.cancel.clone();
-    let driver = Arc::new(driver);
-    let direction = if command == Command::Destroy {
-        Direction::Reverse
-    } else {
-        Direction::Forward
-    };
-    let node_events = node_events.clone();
-    let work = {
-        let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), opts.inputs.clone());
-        let waits = Arc::new(opts.waits.clone());
-        move |id: String| {
-            let (graph, driver, aws, inputs, waits, node_events) = (
-                graph.clone(),
-                driver.clone(),
-                aws.clone(),
-                inputs.clone(),
-                waits.clone(),
-                node_events.clone(),
-            );
-            // A child of the run's span (the scheduler spawns each node as its own task).
-            let span = graph.get(&id).map_or_else(
-                tracing::Span::none,
-                |n| tracing::info_span!("node", id = %id, kind = n.kind, region = %region_of(&inputs, n.side)),
-            );
-            async move {
-                let node = graph.get(&id).expect("scheduled node exists").clone();
-                let cx = NodeCx {
-                    region: region_of(&inputs, node.side),
-                    prior: driver.store.get(&id),
-                    deps: driver.dep_attrs(&node.deps),
-                    planning: command == Command::Plan,
-                    node,
-                    inputs,
-                    token: None,
-                };
-                let r = stack::resource(cx.node.kind, &aws, &waits);
-                let t0 = tokio::time::Instant::now();
-                node_events.emit(Event::NodeStart { at: driver.at(&cx) });
-                let res = match command {
-                    Command::Plan => driver.plan(r.as_ref(), &cx).await,
-                    Command::Deploy => driver.deploy(r.as_ref(), &cx).await,
-                    Command::Destroy => driver.destroy(r.as_ref(), &cx).await,
-                };
-                emit_end(&node_events, driver.at(&cx), &res, t0.elapsed());
-                res
-            }
-            .instrument(span)
-        }
-    };
-    // Plan passes print no progress: they only read.
-    let every = if command == Command::Plan {
-        Duration::ZERO
-    } else {
-        opts.progress_every
-    };
-    let reports = scheduler::run(graph, direction, progress, every, &opts.cancel, work).await;
-    let twins = driver.twins();
-    let mut nodes: Vec<NodeLine> = reports
-        .into_iter()
-        .map(|r| {
-            let n = graph.get(&r.id).expect("reported node exists");
-            NodeLine {
-                kind: n.kind.to_string(),
-                region: region_of(&opts.inputs, n.side),
-                outcome: match r.result {
-                    NodeResult::Done(a) => Outcome::Done(a),
-                    NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
-                    NodeResult::Failed(e) => failed(&e),
-                    NodeResult::Blocked(by) => Outcome::Blocked { by },
-                    NodeResult::Interrupted => Outcome::Interrupted,
-                },
-                seconds: r.elapsed.as_secs_f64(),
-                twins: twins.get(&r.id).cloned().unwrap_or_default(),
-                id: r.id,
-            }
-        })
-        .collect();
-    nodes.sort_by(|a, b| a.id.cmp(&b.id));
-    nodes
-}
-
-/// A node's last event: done with the action it took, or failed with the AWS error.
-fn emit_end(events: &Events, mut at: crate::engine::events::At, res: &Result<Action, NodeError>, t: Duration) {
-    let elapsed_s = t.as_secs_f64();
-    match res {
-        Ok(a) => {
-            at.action = a.verb(false).to_string();
-            if let Action::Skip { reason } = a {
-                events.emit(Event::Note {
-                    at: at.clone(),
-                    message: format!("skipped: {reason}"),
-                });
-            }
-            events.emit(Event::NodeDone { at, elapsed_s });
-        }
-        Err(e) => events.emit(Event::NodeFailed {
-            at,
-            operation: e.op.clone(),
-            code: e.code.clone(),
-            message: e.to_string(),
-            elapsed_s,
-        }),
-    }
-}
-
-fn failed(e: &NodeError) -> Outcome {
-    Outcome::Failed {
-        error: e.to_string(),
-        code: e.code.clone(),
-        operation: e.op.clone(),
-    }
+/// The state for the commands that only read it (`status`, `output`, `timeline`).
+pub async fn load_state(opts: &Options) -> Result<State, AppError> {
+    Ok(backend(opts, None).await?.load().await?)
 }
 
 /// The graph, for `status` and tests.

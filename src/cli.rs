@@ -3,7 +3,6 @@
 use crate::app::{self, AppError, Command, NodeLine, Options};
 use crate::aws::Connection;
 use crate::config::{self, Inputs};
-use crate::engine::state::State;
 use crate::render::{self, out};
 use crate::report::{finish, output, print_plan, status, write_timeline};
 use clap::{Parser, Subcommand};
@@ -23,9 +22,12 @@ pub struct Cli {
     /// Environment suffix (1-16 of a-z, 0-9, '-'; starts with a letter)
     #[arg(long, env = "TAP_ENV", default_value = "dev", global = true)]
     pub env: String,
-    /// State file [default: .tap/<env>.json]
+    /// State: a file [default: .tap/<env>.json], or s3://BUCKET/KEY (a team's, with a lock)
+    #[arg(long, env = "TAP_STATE", global = true)]
+    pub state: Option<String>,
+    /// Region of the state bucket [default: the primary region]
     #[arg(long, global = true)]
-    pub state: Option<PathBuf>,
+    pub state_region: Option<String>,
     #[arg(long, default_value = "us-east-1", global = true)]
     pub primary_region: String,
     #[arg(long, default_value = "eu-west-1", global = true)]
@@ -97,6 +99,13 @@ pub enum Cmd {
     Timeline {
         #[arg(value_name = "FILE.svg")]
         file: PathBuf,
+    },
+    /// Remove the lock a killed run left on an S3 state (the id its lock error names)
+    ForceUnlock {
+        lock_id: String,
+        /// Do not ask for confirmation (required without a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Print a shell completion script: tap completions bash > /etc/bash_completion.d/tap
     Completions { shell: clap_complete::Shell },
@@ -180,16 +189,25 @@ fn options(cli: &Cli) -> Result<Options, AppError> {
     if let Ok(u) = std::env::var("AWS_ENDPOINT_URL") {
         config::validate_endpoint(&u).map_err(|e| AppError::Usage(format!("AWS_ENDPOINT_URL: {}", e.0)))?;
     }
-    let state_path = cli
-        .state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!(".tap/{}.json", cli.env)));
+    let local = PathBuf::from(format!(".tap/{}.json", cli.env));
+    let (state_path, state_url) = match &cli.state {
+        Some(s) if s.starts_with("s3://") => {
+            if crate::aws::state_s3::parse_url(s).is_none() {
+                return Err(AppError::Usage(format!("--state {s:?}: expected s3://BUCKET/KEY")));
+            }
+            (local, Some(s.clone()))
+        }
+        Some(s) => (PathBuf::from(s), None),
+        None => (local, None),
+    };
     let connection = Connection {
         endpoint_url,
         test_credentials_fallback: cli.local,
         retry: Default::default(),
     };
     let mut o = Options::new(inputs, state_path, connection);
+    o.state_url = state_url;
+    o.state_region = cli.state_region.clone();
     o.parallelism = usize::from(cli.parallelism);
     for spec in &cli.max_wait {
         o.waits.set(spec).map_err(AppError::Usage)?;
@@ -243,14 +261,38 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     on_interrupt(opts.cancel.clone());
     let t0 = std::time::Instant::now();
     match cli.command {
-        Cmd::Status => status(&opts, cli.json),
-        Cmd::Output { name, region } => output(&opts, name.as_deref(), region.as_deref(), cli.json),
+        Cmd::Status => {
+            let backend = app::backend(&opts, None).await?;
+            status(&opts, &backend.load().await?, &backend.location(), cli.json)
+        }
+        Cmd::Output { name, region } => {
+            let state = app::load_state(&opts).await?;
+            output(&opts, &state, name.as_deref(), region.as_deref(), cli.json)
+        }
+        Cmd::ForceUnlock { lock_id, yes } => {
+            let backend = app::backend(&opts, None).await?;
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    return Err(AppError::Usage("force-unlock without a terminal needs --yes".into()));
+                }
+                if !ask(&format!(
+                    "Remove lock {lock_id} of {}? Only if the run holding it is dead. [y/N] ",
+                    backend.location()
+                )) {
+                    return Err(AppError::Failed("force-unlock cancelled".into()));
+                }
+            }
+            backend.force_unlock(&lock_id).await?;
+            render::err(&format!("lock {lock_id} of {} removed", backend.location()));
+            Ok(0)
+        }
         Cmd::Timeline { file } => {
-            let state = State::load(&opts.state_path)?;
+            let backend = app::backend(&opts, None).await?;
+            let state = backend.load().await?;
             let Some(t) = &state.last_run else {
                 return Err(AppError::Failed(format!(
                     "{} records no deploy or destroy yet",
-                    opts.state_path.display()
+                    backend.location()
                 )));
             };
             write_timeline(&file, t, &opts)?;

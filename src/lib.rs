@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod graph_view;
+pub mod passes;
 pub mod render;
 pub mod report;
 pub mod resources;

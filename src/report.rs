@@ -16,6 +16,9 @@ macro_rules! outln {
 
 pub(crate) fn finish(report: &Report, json: bool, t0: std::time::Instant) -> Result<i32, AppError> {
     let code = finish_report(report, json, t0);
+    if let Some(conflict) = &report.state_conflict {
+        return Err(AppError::Failed(conflict.clone()));
+    }
     Ok(if report.interrupted { 130 } else { code })
 }
 
@@ -149,8 +152,13 @@ pub(crate) fn write_timeline(
 }
 
 /// `tap output`: every output, or the raw value of one (for `$(...)` in scripts).
-pub(crate) fn output(opts: &Options, name: Option<&str>, region: Option<&str>, json: bool) -> Result<i32, AppError> {
-    let state = State::load(&opts.state_path)?;
+pub(crate) fn output(
+    opts: &Options,
+    state: &State,
+    name: Option<&str>,
+    region: Option<&str>,
+    json: bool,
+) -> Result<i32, AppError> {
     let outputs: std::collections::BTreeMap<&String, _> = state
         .outputs
         .iter()
@@ -191,8 +199,7 @@ pub(crate) fn output(opts: &Options, name: Option<&str>, region: Option<&str>, j
     }
 }
 
-pub(crate) fn status(opts: &Options, json: bool) -> Result<i32, AppError> {
-    let state = State::load(&opts.state_path)?;
+pub(crate) fn status(opts: &Options, state: &State, where_: &str, json: bool) -> Result<i32, AppError> {
     let graph = app::graph();
     if json {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
@@ -226,7 +233,7 @@ pub(crate) fn status(opts: &Options, json: bool) -> Result<i32, AppError> {
     outln!(
         "env {} · state {} (serial {}, lineage {})",
         opts.inputs.env,
-        opts.state_path.display(),
+        where_,
         state.serial,
         state.lineage
     );

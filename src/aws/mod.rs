@@ -3,6 +3,7 @@
 
 pub mod compat;
 pub mod errors;
+pub mod state_s3;
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;

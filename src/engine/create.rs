@@ -24,13 +24,13 @@ use std::collections::BTreeSet;
 impl Driver {
     pub(crate) async fn create(&self, r: &dyn Resource, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError> {
         self.progress.set_status(cx.id(), "creating");
-        let token = self.record_intent(cx, desired)?;
+        let token = self.record_intent(cx, desired).await?;
         let cx = &NodeCx {
             token: Some(token),
             ..cx.clone()
         };
         let (live, adopted) = self.create_once(r, cx, desired).await?;
-        self.record(cx, &live, desired.clone(), NodeStatus::Creating)?;
+        self.record(cx, &live, desired.clone(), NodeStatus::Creating).await?;
         self.call(cx, || r.after_create(cx, &live, desired)).await?;
         self.wait(cx, r.wait_policy(), "creation", || r.ready(cx, &live))
             .await?;
@@ -59,39 +59,41 @@ impl Driver {
 
     /// Records `creating` with the token of this create before the call. An unfinished create of
     /// an earlier run (intent recorded, no object known) keeps its token: its call may have run.
-    fn record_intent(&self, cx: &NodeCx, desired: &Props) -> Result<String, NodeError> {
+    async fn record_intent(&self, cx: &NodeCx, desired: &Props) -> Result<String, NodeError> {
         let mut token = String::new();
-        self.store.update(|state| {
-            let prev = state.nodes.get(cx.id());
-            let (generation, t) = match prev {
-                Some(p) if p.token.is_some() && p.physical_id.is_none() => {
-                    (p.generation, p.token.clone().expect("checked"))
-                }
-                p => {
-                    let last = state.generations.get(cx.id()).copied().unwrap_or(0);
-                    let g = last.max(p.map_or(0, |p| p.generation)) + 1;
-                    (g, token_for(&cx.inputs.env, &state.lineage, cx.id(), g))
-                }
-            };
-            state.generations.insert(cx.id().to_string(), generation);
-            state.nodes.insert(
-                cx.id().to_string(),
-                NodeState {
-                    kind: cx.node.kind.to_string(),
-                    region: cx.region.clone(),
-                    physical_id: None,
-                    arn: None,
-                    props: desired.clone(),
-                    attrs: Default::default(),
-                    status: NodeStatus::Creating,
-                    error: None,
-                    updated_at: now(),
-                    generation,
-                    token: Some(t.clone()),
-                },
-            );
-            token = t;
-        })?;
+        self.store
+            .update(|state| {
+                let prev = state.nodes.get(cx.id());
+                let (generation, t) = match prev {
+                    Some(p) if p.token.is_some() && p.physical_id.is_none() => {
+                        (p.generation, p.token.clone().expect("checked"))
+                    }
+                    p => {
+                        let last = state.generations.get(cx.id()).copied().unwrap_or(0);
+                        let g = last.max(p.map_or(0, |p| p.generation)) + 1;
+                        (g, token_for(&cx.inputs.env, &state.lineage, cx.id(), g))
+                    }
+                };
+                state.generations.insert(cx.id().to_string(), generation);
+                state.nodes.insert(
+                    cx.id().to_string(),
+                    NodeState {
+                        kind: cx.node.kind.to_string(),
+                        region: cx.region.clone(),
+                        physical_id: None,
+                        arn: None,
+                        props: desired.clone(),
+                        attrs: Default::default(),
+                        status: NodeStatus::Creating,
+                        error: None,
+                        updated_at: now(),
+                        generation,
+                        token: Some(t.clone()),
+                    },
+                );
+                token = t;
+            })
+            .await?;
         Ok(token)
     }
 
@@ -317,7 +319,7 @@ mod tests {
             Some(token_for("dev", &lineage, "primary/vpc", 1).as_str())
         );
         // Forgotten (destroy) and created again: a new generation, a new token.
-        d.store.remove(cx.id()).unwrap();
+        d.store.remove(cx.id()).await.unwrap();
         r.objects.lock().unwrap().clear();
         d.create(&r, &cx, &Props::new()).await.unwrap();
         let again = d.store.get(cx.id()).unwrap();

@@ -1,5 +1,6 @@
 //! The engine: graph, scheduler, state, plan and reconcile driver. Free of AWS types.
 
+pub mod backend;
 pub mod cancel;
 pub mod create;
 pub mod events;

@@ -133,7 +133,13 @@ impl Driver {
         };
     }
 
-    pub(crate) fn record(&self, cx: &NodeCx, live: &Live, props: Props, status: NodeStatus) -> Result<(), NodeError> {
+    pub(crate) async fn record(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        props: Props,
+        status: NodeStatus,
+    ) -> Result<(), NodeError> {
         // The generation carries over; the token only while the create is unfinished.
         let prev = self.store.get(cx.id());
         let generation = prev.as_ref().map_or(0, |p| p.generation);
@@ -141,30 +147,32 @@ impl Driver {
             NodeStatus::Creating => prev.and_then(|p| p.token),
             _ => None,
         };
-        self.store.put(
-            cx.id(),
-            NodeState {
-                kind: cx.node.kind.to_string(),
-                region: cx.region.clone(),
-                physical_id: Some(live.physical_id.clone()),
-                arn: live.arn.clone(),
-                props,
-                attrs: live.attrs.clone(),
-                status,
-                error: None,
-                updated_at: now(),
-                generation,
-                token,
-            },
-        )
+        self.store
+            .put(
+                cx.id(),
+                NodeState {
+                    kind: cx.node.kind.to_string(),
+                    region: cx.region.clone(),
+                    physical_id: Some(live.physical_id.clone()),
+                    arn: live.arn.clone(),
+                    props,
+                    attrs: live.attrs.clone(),
+                    status,
+                    error: None,
+                    updated_at: now(),
+                    generation,
+                    token,
+                },
+            )
+            .await
     }
 
-    fn fail(&self, r: &dyn Resource, cx: &NodeCx, e: NodeError) -> NodeError {
+    async fn fail(&self, r: &dyn Resource, cx: &NodeCx, e: NodeError) -> NodeError {
         let e = e.on(r.object(cx));
         // An interrupted node keeps the status it had (creating, deleting...): the next run
         // resumes it from there.
         if !cx.planning && !e.is_interrupted() {
-            self.store.mark_failed(cx.id(), cx.node.kind, &cx.region, &e);
+            self.store.mark_failed(cx.id(), cx.node.kind, &cx.region, &e).await;
         }
         e
     }
@@ -224,7 +232,10 @@ impl Driver {
     }
 
     pub async fn deploy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
-        self.deploy_inner(r, cx).await.map_err(|e| self.fail(r, cx, e))
+        match self.deploy_inner(r, cx).await {
+            Ok(a) => Ok(a),
+            Err(e) => Err(self.fail(r, cx, e).await),
+        }
     }
 
     async fn deploy_inner(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
@@ -260,7 +271,7 @@ impl Driver {
             Some(l) => match self.classify(r, diff(&desired, &l.props)) {
                 Action::None => (Action::None, l),
                 Action::Update { changes } => {
-                    self.record(cx, &l, l.props.clone(), NodeStatus::Updating)?;
+                    self.record(cx, &l, l.props.clone(), NodeStatus::Updating).await?;
                     let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
                     self.call(cx, || r.update(cx, &l, &desired, &keys)).await?;
                     self.wait(cx, r.wait_policy(), "update", || r.ready(cx, &l)).await?;
@@ -288,7 +299,7 @@ impl Driver {
                 other => unreachable!("classify returned {other:?}"),
             },
         };
-        self.record(cx, &live, desired, NodeStatus::Ready)?;
+        self.record(cx, &live, desired, NodeStatus::Ready).await?;
         self.set_attrs(cx.id(), Some(live.attrs.clone()));
         Ok(action)
     }
@@ -318,7 +329,8 @@ impl Driver {
             live,
             cx.prior.as_ref().map(|p| p.props.clone()).unwrap_or_default(),
             NodeStatus::Deleting,
-        )?;
+        )
+        .await?;
         self.progress.set_status(cx.id(), "deleting");
         if self.call(cx, || r.prepare_delete(cx, live)).await? {
             self.wait(cx, r.wait_policy(), "deletable state", || r.deletable(cx, live))
@@ -356,11 +368,14 @@ impl Driver {
                 };
                 self.delete_and_wait(r, cx, &live).await?;
             }
-            self.store.remove(cx.id())?;
+            self.store.remove(cx.id()).await?;
             Ok(Action::Delete)
         }
         .await;
-        res.map_err(|e| self.fail(r, cx, e))
+        match res {
+            Ok(a) => Ok(a),
+            Err(e) => Err(self.fail(r, cx, e).await),
+        }
     }
 
     pub async fn destroy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
@@ -368,7 +383,7 @@ impl Driver {
             let live = match self.call(cx, || r.read(cx)).await {
                 // Not this account's object (a bucket name someone else holds): not tap's to delete.
                 Err(e) if e.code == FOREIGN => {
-                    self.store.remove(cx.id())?;
+                    self.store.remove(cx.id()).await?;
                     return Ok(Action::Skip { reason: e.message });
                 }
                 other => other?,
@@ -386,12 +401,15 @@ impl Driver {
                     Action::Delete
                 }
             };
-            self.store.remove(cx.id())?;
+            self.store.remove(cx.id()).await?;
             self.set_attrs(cx.id(), None);
             Ok(action)
         }
         .await;
-        res.map_err(|e| self.fail(r, cx, e))
+        match res {
+            Ok(a) => Ok(a),
+            Err(e) => Err(self.fail(r, cx, e).await),
+        }
     }
 }
 

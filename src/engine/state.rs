@@ -85,8 +85,17 @@ pub enum StateError {
         "state file {path} has schema version {found}, this tap understands {SCHEMA_VERSION}; it was left untouched"
     )]
     Schema { path: PathBuf, found: u64 },
-    #[error("state {path} is locked by another tap run ({holder}); wait for it to finish")]
+    #[error("state {path} is locked by another tap run: {holder}")]
     Locked { path: PathBuf, holder: String },
+    /// A remote backend's refusal or failure (S3: the operation, the code, the message).
+    #[error("state {location}: {message}")]
+    Remote { location: String, message: String },
+    /// The state changed since this run last read or wrote it: another writer.
+    #[error(
+        "state {location} was changed by another writer since this run read it; this run stopped \
+         writing (its lock is kept). Check who else deploys this env, then run again"
+    )]
+    Conflict { location: String },
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
@@ -120,7 +129,12 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
             Err(e) => return Err(io("reading", path)(e)),
         };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+        State::parse(&text, path)
+    }
+
+    /// Parses state text read from `path` (a file, or `s3://bucket/key`), checking its schema.
+    pub fn parse(text: &str, path: &Path) -> Result<State, StateError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -145,10 +159,15 @@ impl State {
         })
     }
 
+    /// The state as written: pretty JSON, one trailing newline.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).expect("state serializes") + "\n"
+    }
+
     /// Bumps the serial and atomically replaces `path`, keeping the old file as `<path>.backup`.
     pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
         self.serial += 1;
-        let text = serde_json::to_string_pretty(self).expect("state serializes") + "\n";
+        let text = self.to_text();
         let dir = parent_dir(path);
         fs::create_dir_all(&dir).map_err(io("creating directory", &dir))?;
         if path.exists() {
@@ -238,7 +257,7 @@ impl StateLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &path)(e)),
         }
         let who = format!(
-            "pid {}, host {}, started {}",
+            "pid {}, host {}, started {}; wait for it to finish",
             std::process::id(),
             hostname(),
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -258,7 +277,7 @@ impl Drop for StateLock {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

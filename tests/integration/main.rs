@@ -10,6 +10,7 @@ mod operator;
 mod recovery;
 mod rules;
 mod stack;
+mod team_state;
 mod timing;
 mod verify;
 mod verify_edge;

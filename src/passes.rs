@@ -1,0 +1,238 @@
+//! The walks of one run: every node of the graph planned, deployed or destroyed in dependency
+//! order, and the orphans (nodes an older tap recorded that the graph no longer has).
+
+use crate::app::{Command, NodeLine, Options, Outcome};
+use crate::aws::Aws;
+use crate::config::{Inputs, Side};
+use crate::engine::events::{Event, Events};
+use crate::engine::graph::{Graph, Node};
+use crate::engine::reconcile::{Action, Driver};
+use crate::engine::resource::{NodeCx, NodeError};
+use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
+use crate::engine::state::State;
+use crate::engine::store::StateStore;
+use crate::stack;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+pub(crate) fn region_of(inputs: &Inputs, side: Side) -> String {
+    inputs.region(side).to_string()
+}
+
+/// Nodes in state that the graph no longer has (written by an older tap), as graph nodes.
+pub(crate) fn orphans(graph: &Graph, state: &State) -> Vec<Node> {
+    let kinds: Vec<&'static str> = graph.nodes().map(|n| n.kind).collect();
+    state
+        .nodes
+        .iter()
+        .filter(|(id, _)| !graph.contains(id))
+        .map(|(id, n)| Node {
+            id: id.clone(),
+            // An unknown kind keeps its name; `stack::resource` then has no implementation.
+            kind: kinds.iter().copied().find(|k| *k == n.kind).unwrap_or("unknown"),
+            side: if id.starts_with("secondary/") {
+                Side::Secondary
+            } else {
+                Side::Primary
+            },
+            deps: vec![],
+        })
+        .collect()
+}
+
+/// Orphans: planned as deletions, deleted by their recorded ids, forgotten.
+pub(crate) async fn orphan_pass(
+    command: Command,
+    orphans: &[Node],
+    store: Arc<StateStore>,
+    aws: &Arc<Aws>,
+    opts: &Options,
+    events: &Events,
+) -> Vec<NodeLine> {
+    let mut driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
+    driver.events = events.clone();
+    driver.default_action = "delete";
+    driver.wait_scale = opts.wait_scale;
+    driver.cancel = opts.cancel.clone();
+    let runs = orphans.iter().map(|node| {
+        let driver = &driver;
+        async move {
+            let cx = NodeCx {
+                region: region_of(&opts.inputs, node.side),
+                prior: driver.store.get(&node.id),
+                deps: BTreeMap::new(),
+                planning: command == Command::Plan,
+                node: node.clone(),
+                inputs: opts.inputs.clone(),
+                token: None,
+            };
+            let t0 = tokio::time::Instant::now();
+            events.emit(Event::NodeStart { at: driver.at(&cx) });
+            let res = match stack::known_kind(node.kind) {
+                true => {
+                    driver
+                        .remove_orphan(stack::resource(node.kind, aws, &opts.waits).as_ref(), &cx)
+                        .await
+                }
+                false => Err(NodeError::fatal(
+                    "plan",
+                    "UnknownKind",
+                    format!("{} has a kind this tap does not know; remove it by hand", node.id),
+                )),
+            };
+            emit_end(events, driver.at(&cx), &res, t0.elapsed());
+            NodeLine {
+                id: node.id.clone(),
+                kind: node.kind.to_string(),
+                region: cx.region.clone(),
+                outcome: match res {
+                    Ok(a) => Outcome::Done(a),
+                    Err(e) => failed(&e),
+                },
+                seconds: t0.elapsed().as_secs_f64(),
+                twins: vec![],
+            }
+        }
+    });
+    futures::future::join_all(runs).await
+}
+
+/// One walk of the graph: every node planned, deployed or destroyed.
+pub(crate) async fn pass(
+    command: Command,
+    graph: &Arc<Graph>,
+    store: Arc<StateStore>,
+    aws: &Arc<Aws>,
+    opts: &Options,
+    planned: &BTreeMap<String, String>,
+    node_events: &Events,
+) -> Vec<NodeLine> {
+    let progress = Arc::new(Progress::new(opts.events.clone()));
+    let mut driver = Driver::new(store, opts.parallelism, progress.clone(), opts.allow_replace);
+    driver.wait_scale = opts.wait_scale;
+    // Plan passes only read: their retries show as usual, their nodes only in the timeline.
+    driver.events = match command {
+        Command::Plan => opts.events.clone(),
+        _ => node_events.clone(),
+    };
+    driver.planned = planned.clone();
+    driver.default_action = match command {
+        Command::Plan => "plan",
+        Command::Deploy => "deploy",
+        Command::Destroy => "delete",
+    };
+    driver.cancel = opts.cancel.clone();
+    let driver = Arc::new(driver);
+    let direction = if command == Command::Destroy {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+    let node_events = node_events.clone();
+    let work = {
+        let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), opts.inputs.clone());
+        let waits = Arc::new(opts.waits.clone());
+        move |id: String| {
+            let (graph, driver, aws, inputs, waits, node_events) = (
+                graph.clone(),
+                driver.clone(),
+                aws.clone(),
+                inputs.clone(),
+                waits.clone(),
+                node_events.clone(),
+            );
+            // A child of the run's span (the scheduler spawns each node as its own task).
+            let span = graph.get(&id).map_or_else(
+                tracing::Span::none,
+                |n| tracing::info_span!("node", id = %id, kind = n.kind, region = %region_of(&inputs, n.side)),
+            );
+            async move {
+                let node = graph.get(&id).expect("scheduled node exists").clone();
+                let cx = NodeCx {
+                    region: region_of(&inputs, node.side),
+                    prior: driver.store.get(&id),
+                    deps: driver.dep_attrs(&node.deps),
+                    planning: command == Command::Plan,
+                    node,
+                    inputs,
+                    token: None,
+                };
+                let r = stack::resource(cx.node.kind, &aws, &waits);
+                let t0 = tokio::time::Instant::now();
+                node_events.emit(Event::NodeStart { at: driver.at(&cx) });
+                let res = match command {
+                    Command::Plan => driver.plan(r.as_ref(), &cx).await,
+                    Command::Deploy => driver.deploy(r.as_ref(), &cx).await,
+                    Command::Destroy => driver.destroy(r.as_ref(), &cx).await,
+                };
+                emit_end(&node_events, driver.at(&cx), &res, t0.elapsed());
+                res
+            }
+            .instrument(span)
+        }
+    };
+    // Plan passes print no progress: they only read.
+    let every = if command == Command::Plan {
+        Duration::ZERO
+    } else {
+        opts.progress_every
+    };
+    let reports = scheduler::run(graph, direction, progress, every, &opts.cancel, work).await;
+    let twins = driver.twins();
+    let mut nodes: Vec<NodeLine> = reports
+        .into_iter()
+        .map(|r| {
+            let n = graph.get(&r.id).expect("reported node exists");
+            NodeLine {
+                kind: n.kind.to_string(),
+                region: region_of(&opts.inputs, n.side),
+                outcome: match r.result {
+                    NodeResult::Done(a) => Outcome::Done(a),
+                    NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
+                    NodeResult::Failed(e) => failed(&e),
+                    NodeResult::Blocked(by) => Outcome::Blocked { by },
+                    NodeResult::Interrupted => Outcome::Interrupted,
+                },
+                seconds: r.elapsed.as_secs_f64(),
+                twins: twins.get(&r.id).cloned().unwrap_or_default(),
+                id: r.id,
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    nodes
+}
+
+/// A node's last event: done with the action it took, or failed with the AWS error.
+fn emit_end(events: &Events, mut at: crate::engine::events::At, res: &Result<Action, NodeError>, t: Duration) {
+    let elapsed_s = t.as_secs_f64();
+    match res {
+        Ok(a) => {
+            at.action = a.verb(false).to_string();
+            if let Action::Skip { reason } = a {
+                events.emit(Event::Note {
+                    at: at.clone(),
+                    message: format!("skipped: {reason}"),
+                });
+            }
+            events.emit(Event::NodeDone { at, elapsed_s });
+        }
+        Err(e) => events.emit(Event::NodeFailed {
+            at,
+            operation: e.op.clone(),
+            code: e.code.clone(),
+            message: e.to_string(),
+            elapsed_s,
+        }),
+    }
+}
+
+fn failed(e: &NodeError) -> Outcome {
+    Outcome::Failed {
+        error: e.to_string(),
+        code: e.code.clone(),
+        operation: e.op.clone(),
+    }
+}

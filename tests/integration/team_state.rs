@@ -152,38 +152,92 @@ async fn a_held_lock_refuses_a_second_run_naming_the_holder() {
     assert!(object(&aws, &bucket, &format!("{key}.lock")).await.is_none());
 }
 
+/// A test's env with its state in a fresh versioned bucket of the emulator at `ep`.
+struct Team {
+    env: String,
+    ep: String,
+    aws: std::sync::Arc<Aws>,
+    bucket: String,
+    key: String,
+    url: String,
+}
+
+impl Team {
+    async fn new(prefix: &str, ep: String) -> Team {
+        let env = common::unique_env(prefix);
+        let aws = common::raw_at(&ep).await;
+        let bucket = format!("tap-state-{env}");
+        let key = format!("tap/{env}.json");
+        let url = format!("s3://{bucket}/{key}");
+        state_bucket(&aws, &bucket, true).await;
+        Team {
+            env,
+            ep,
+            aws,
+            bucket,
+            key,
+            url,
+        }
+    }
+
+    /// A deploy in the background, once it has recorded the database in the state (the timing
+    /// emulator keeps RDS `creating` for seconds); returns it and the state it saw.
+    /// The caller waits for the child (kill + wait, or wait_with_output).
+    #[allow(clippy::zombie_processes)]
+    async fn deploy_until_database(&self) -> (std::process::Child, String) {
+        let child = Command::new(env!("CARGO_BIN_EXE_tap"))
+            .args([
+                "--env",
+                &self.env,
+                "--endpoint-url",
+                &self.ep,
+                "--state",
+                &self.url,
+                "deploy",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = object(&self.aws, &self.bucket, &self.key).await
+                && s.contains("rds-primary")
+            {
+                return (child, s);
+            }
+            if Instant::now() >= deadline {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the deploy never reached the database");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A deploy killed with kill -9 leaves its lock; the next run is refused naming its id;
 /// force-unlock removes it; the run after resumes with no duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
-    let env = common::unique_env("s3k9");
-    let ep = common::timing_endpoint();
-    let aws = common::raw_at(&ep).await;
-    let bucket = format!("tap-state-{env}");
-    let key = format!("tap/{env}.json");
-    let url = format!("s3://{bucket}/{key}");
-    state_bucket(&aws, &bucket, true).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tap"))
-        .args(["--env", &env, "--endpoint-url", &ep, "--state", &url, "deploy"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed while the database waits (the timing emulator keeps RDS `creating` for seconds).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !object(&aws, &bucket, &key)
-        .await
-        .is_some_and(|s| s.contains("rds-primary"))
-    {
-        assert!(Instant::now() < deadline, "the deploy never reached the database");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let t = Team::new("s3k9", common::timing_endpoint()).await;
+    let (env, ep, aws, url) = (&t.env, &t.ep, &t.aws, &t.url);
+    let (mut child, _) = t.deploy_until_database().await;
+    // A second deploy while the first runs: refused at once, naming the first.
+    let t0 = Instant::now();
+    let second = tap_at(ep, env, url, &["deploy"]);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(second.status.code(), Some(1));
+    let err = stderr(&second);
+    let me = format!("pid {}", child.id());
+    assert!(err.contains("running `deploy`") && err.contains(&me), "{err}");
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let refused = tap_at(&ep, &env, &url, &["deploy"]);
+    let refused = tap_at(ep, env, url, &["deploy"]);
     assert_eq!(refused.status.code(), Some(1));
     let err = stderr(&refused);
     let id = err
@@ -192,11 +246,11 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
         .and_then(|r| r.split(|c: char| !c.is_ascii_hexdigit()).next())
         .unwrap_or_else(|| panic!("names the lock id: {err}"))
         .to_string();
-    let unlocked = tap_at(&ep, &env, &url, &["force-unlock", &id, "--yes"]);
+    let unlocked = tap_at(ep, env, url, &["force-unlock", &id, "--yes"]);
     assert_eq!(unlocked.status.code(), Some(0), "{}", stderr(&unlocked));
-    let resumed = tap_at(&ep, &env, &url, &["deploy"]);
+    let resumed = tap_at(ep, env, url, &["deploy"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
-    let i = crate::verify::inputs(&env);
+    let i = crate::verify::inputs(env);
     for side in tap::config::Side::BOTH {
         let vpcs = aws
             .ec2(i.region(side))
@@ -204,7 +258,7 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
             .filters(
                 aws_sdk_ec2::types::Filter::builder()
                     .name("tag:tap:stack")
-                    .values(&env)
+                    .values(env.as_str())
                     .build(),
             )
             .send()
@@ -212,7 +266,7 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
             .unwrap();
         assert_eq!(vpcs.vpcs().len(), 1, "one VPC in {}", i.region(side));
     }
-    let out = tap_at(&ep, &env, &url, &["destroy", "--yes"]);
+    let out = tap_at(ep, env, url, &["destroy", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -220,37 +274,16 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
 /// (412), it stops with a clear error and keeps its lock, and the other version stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_changed_by_another_writer_is_never_overwritten() {
-    let env = common::unique_env("s3cw");
-    let ep = common::timing_endpoint();
-    let aws = common::raw_at(&ep).await;
-    let bucket = format!("tap-state-{env}");
-    let key = format!("tap/{env}.json");
-    let url = format!("s3://{bucket}/{key}");
-    state_bucket(&aws, &bucket, true).await;
-    let child = Command::new(env!("CARGO_BIN_EXE_tap"))
-        .args(["--env", &env, "--endpoint-url", &ep, "--state", &url, "deploy"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let theirs = loop {
-        if let Some(s) = object(&aws, &bucket, &key).await
-            && s.contains("rds-primary")
-        {
-            let mut v: serde_json::Value = serde_json::from_str(&s).unwrap();
-            v["serial"] = serde_json::json!(999_999);
-            break v.to_string();
-        }
-        assert!(Instant::now() < deadline, "the deploy never reached the database");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let t = Team::new("s3cw", common::timing_endpoint()).await;
+    let (aws, bucket, key) = (&t.aws, &t.bucket, &t.key);
+    let (child, seen) = t.deploy_until_database().await;
+    let mut v: serde_json::Value = serde_json::from_str(&seen).unwrap();
+    v["serial"] = serde_json::json!(999_999);
+    let theirs = v.to_string();
     aws.s3("us-east-1")
         .put_object()
-        .bucket(&bucket)
-        .key(&key)
+        .bucket(bucket)
+        .key(key)
         .body(theirs.clone().into_bytes().into())
         .send()
         .await
@@ -259,12 +292,9 @@ async fn a_state_changed_by_another_writer_is_never_overwritten() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("changed by another writer"), "{}", stderr(&out));
     assert_eq!(
-        object(&aws, &bucket, &key).await.as_deref(),
+        object(aws, bucket, key).await.as_deref(),
         Some(theirs.as_str()),
         "not overwritten"
     );
-    assert!(
-        object(&aws, &bucket, &format!("{key}.lock")).await.is_some(),
-        "lock kept"
-    );
+    assert!(object(aws, bucket, &format!("{key}.lock")).await.is_some(), "lock kept");
 }

@@ -52,6 +52,8 @@ pub struct Options {
     pub state_url: Option<String>,
     /// The region of the state bucket (default: the primary region).
     pub state_region: Option<String>,
+    /// How long to wait for a state lock another run holds (S3 state); zero: fail at once.
+    pub lock_timeout: Duration,
 }
 
 pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
@@ -74,6 +76,7 @@ impl Options {
             cancel: Cancel::default(),
             state_url: None,
             state_region: None,
+            lock_timeout: Duration::ZERO,
         }
     }
 }
@@ -419,9 +422,9 @@ pub async fn backend(opts: &Options, aws: Option<&Arc<Aws>>) -> Result<Arc<dyn B
         None => connect(opts).await?,
     };
     let region = opts.state_region.as_deref().unwrap_or(&opts.inputs.primary_region);
-    Ok(Arc::new(
-        crate::aws::state_s3::S3State::open(aws, region, &bucket, &key).await?,
-    ))
+    let mut s3 = crate::aws::state_s3::S3State::open(aws, region, &bucket, &key).await?;
+    s3.lock_timeout = opts.lock_timeout;
+    Ok(Arc::new(s3))
 }
 
 /// The state for the commands that only read it (`status`, `output`, `timeline`).

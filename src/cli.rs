@@ -28,6 +28,9 @@ pub struct Cli {
     /// Region of the state bucket [default: the primary region]
     #[arg(long, global = true)]
     pub state_region: Option<String>,
+    /// Wait this long for a lock another run holds on an S3 state (e.g. 5m, 90s) [default: fail at once]
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
     #[arg(long, default_value = "us-east-1", global = true)]
     pub primary_region: String,
     #[arg(long, default_value = "eu-west-1", global = true)]
@@ -208,6 +211,7 @@ fn options(cli: &Cli) -> Result<Options, AppError> {
     let mut o = Options::new(inputs, state_path, connection);
     o.state_url = state_url;
     o.state_region = cli.state_region.clone();
+    o.lock_timeout = cli.lock_timeout.unwrap_or_default();
     o.parallelism = usize::from(cli.parallelism);
     for spec in &cli.max_wait {
         o.waits.set(spec).map_err(AppError::Usage)?;
@@ -378,6 +382,21 @@ fn live_view(cli: &Cli) -> bool {
         && std::env::var_os("RUST_LOG").is_none()
 }
 
+/// `90s`, `5m`, `1h`, or seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s
+        .trim()
+        .split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected e.g. 90s, 5m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: expected e.g. 90s, 5m, 1h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 /// Deploy asks only a person: stdin and stderr terminals, and no `--yes`.
 pub fn should_prompt(stdin_tty: bool, stderr_tty: bool, yes: bool) -> bool {
     stdin_tty && stderr_tty && !yes
@@ -432,5 +451,14 @@ mod tests {
         for no in ["", "\n", "n", "no", "yess", "ja"] {
             assert!(!approves(no), "{no:?}");
         }
+    }
+
+    #[test]
+    fn lock_timeouts_read_like_durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("42"), Ok(Duration::from_secs(42)));
+        assert!(parse_duration("5 minutes").is_err() && parse_duration("m").is_err());
     }
 }

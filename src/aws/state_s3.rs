@@ -36,7 +36,12 @@ pub struct S3State {
     key: String,
     /// The ETag of the version this run last read or wrote; `None`: no object yet.
     etag: Mutex<Option<String>>,
+    /// How long `lock` waits for a held lock (`--lock-timeout`); zero: fail at once.
+    pub lock_timeout: std::time::Duration,
 }
+
+/// How often a held lock is tried again while `--lock-timeout` runs.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn is_412(e: &crate::engine::resource::NodeError) -> bool {
     e.code == "PreconditionFailed" || e.code == "HTTP412" || e.message.contains("412")
@@ -77,6 +82,7 @@ impl S3State {
             bucket: bucket.to_string(),
             key: key.to_string(),
             etag: Mutex::default(),
+            lock_timeout: std::time::Duration::ZERO,
         })
     }
 
@@ -230,18 +236,29 @@ impl Backend for S3State {
             command: command.to_string(),
             started_at: crate::engine::store::now(),
         };
-        let put = self
-            .aws
-            .s3(&self.region)
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.lock_key())
-            .if_none_match("*")
-            .content_type("application/json")
-            .body(serde_json::to_vec(&info).expect("lock serializes").into())
-            .send()
-            .await
-            .op("PutObject");
+        let waited_since = std::time::Instant::now();
+        let put = loop {
+            let put = self
+                .aws
+                .s3(&self.region)
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.lock_key())
+                .if_none_match("*")
+                .content_type("application/json")
+                .body(serde_json::to_vec(&info).expect("lock serializes").into())
+                .send()
+                .await
+                .op("PutObject");
+            // `--lock-timeout`: a held lock is tried again every few seconds until then.
+            match &put {
+                Err(e) if is_412(e) && waited_since.elapsed() + LOCK_POLL <= self.lock_timeout => {
+                    tracing::info!(state = %self.location(), "locked by another run; waiting");
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                _ => break put,
+            }
+        };
         match put {
             Ok(out) => Ok(Box::new(S3Lock {
                 aws: self.aws.clone(),

@@ -143,6 +143,12 @@ async fn a_held_lock_refuses_a_second_run_naming_the_holder() {
         assert!(err.contains(want), "{want}: {err}");
     }
     assert!(object(&aws, &bucket, &key).await.is_none(), "nothing written");
+    // --lock-timeout waits for the holder (here in vain) before giving up.
+    let t0 = Instant::now();
+    let patient = tap_at(&ep, &env, &url, &["--lock-timeout", "4s", "deploy"]);
+    assert_eq!(patient.status.code(), Some(1));
+    assert!(t0.elapsed() >= Duration::from_secs(2), "waited {:?}", t0.elapsed());
+    assert!(stderr(&patient).contains("0badc0ffee"), "{}", stderr(&patient));
 
     let wrong = tap_at(&ep, &env, &url, &["force-unlock", "feedface", "--yes"]);
     assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));

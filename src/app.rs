@@ -69,7 +69,7 @@ impl Options {
             allow_replace: false,
             wait_scale: 1.0,
             progress_every: Duration::from_secs(15),
-            events: Events::new().with(crate::render::human(0)),
+            events: Events::new().with(crate::render::human()),
             waits: stack::Waits::default(),
             show_plan: None,
             approve: None,

@@ -259,7 +259,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             true => render::json(),
             // A live view for a person at a terminal; plain lines for logs and pipes.
             false if live_view(&cli) => render::live(app::graph().len()),
-            false => render::human(cli.verbose),
+            false => render::human(),
         })
         .with(render::diagnostics());
     on_interrupt(opts.cancel.clone());

@@ -67,7 +67,7 @@ fn past(action: &str) -> &str {
 
 /// The human view on stderr: a line per finished node, per wait reason, per retry, and a
 /// progress line while long waits run.
-pub fn human(_verbose: u8) -> Sink {
+pub fn human() -> Sink {
     Arc::new(|e: &Event| {
         let line = match e {
             Event::NodeStart { .. } | Event::NodeWaitEnd { .. } => return,
@@ -179,7 +179,7 @@ pub fn live(total: usize) -> Sink {
     }
     let view: Mutex<Option<View>> = Mutex::default();
     let style = ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}").expect("template");
-    let plain = human(0);
+    let plain = human();
     Arc::new(move |e: &Event| {
         let mut guard = view.lock().expect("live view");
         let v = guard.get_or_insert_with(|| {

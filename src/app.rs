@@ -1,85 +1,21 @@
 //! One command run end to end: inputs → graph → lock and state → scheduler → report.
 
-use crate::aws::{Aws, Call, Connection};
+use crate::aws::Aws;
 use crate::config::Inputs;
 use crate::engine::backend::{Backend, LocalFile};
-use crate::engine::cancel::Cancel;
 use crate::engine::events::Events;
 use crate::engine::graph::Graph;
 use crate::engine::reconcile::Action;
 use crate::engine::state::{State, StateError};
 use crate::engine::store::StateStore;
-use crate::engine::timeline::{Recorder, Timeline};
-use crate::passes::{orphan_pass, orphans, pass, region_of};
+use crate::engine::timeline::Recorder;
+use crate::passes::{orphan_pass, orphans, pass};
 use crate::stack;
-use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::Instrument;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Command {
-    Plan,
-    Deploy,
-    Destroy,
-}
-
-#[derive(Clone)]
-pub struct Options {
-    pub inputs: Inputs,
-    pub state_path: PathBuf,
-    pub connection: Connection,
-    pub parallelism: usize,
-    pub allow_replace: bool,
-    /// Multiplies every wait policy (1.0 in real use).
-    pub wait_scale: f64,
-    /// Interval of progress lines while nodes are in flight (zero: none).
-    pub progress_every: Duration,
-    /// Subscribers of the run's events (default: the human lines on stderr).
-    pub events: Events,
-    /// Per-kind maximum waits.
-    pub waits: stack::Waits,
-    /// Deploy: called with the plan before anything is changed.
-    pub show_plan: Option<PlanHook>,
-    /// Deploy: asked with a plan that changes something; `false` changes nothing (exit 1).
-    pub approve: Option<ApproveHook>,
-    /// Set on Ctrl-C (SIGINT, SIGTERM): no node starts, in-flight nodes stop at their next wait.
-    pub cancel: Cancel,
-    /// The state in S3 (`s3://bucket/key`) instead of the local file `state_path`.
-    pub state_url: Option<String>,
-    /// The region of the state bucket (default: the primary region).
-    pub state_region: Option<String>,
-    /// How long to wait for a state lock another run holds (S3 state); zero: fail at once.
-    pub lock_timeout: Duration,
-}
-
-pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
-pub type ApproveHook = Arc<dyn Fn(&[NodeLine]) -> bool + Send + Sync>;
-
-impl Options {
-    pub fn new(inputs: Inputs, state_path: PathBuf, connection: Connection) -> Options {
-        Options {
-            inputs,
-            state_path,
-            connection,
-            parallelism: 10,
-            allow_replace: false,
-            wait_scale: 1.0,
-            progress_every: Duration::from_secs(15),
-            events: Events::new().with(crate::render::human()),
-            waits: stack::Waits::default(),
-            show_plan: None,
-            approve: None,
-            cancel: Cancel::default(),
-            state_url: None,
-            state_region: None,
-            lock_timeout: Duration::ZERO,
-        }
-    }
-}
+pub use crate::run::{ApproveHook, Command, NodeLine, Options, Outcome, PlanHook, Report, counts, has_changes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -93,122 +29,24 @@ pub enum AppError {
     Failed(String),
 }
 
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
-    Done(Action),
-    Failed {
-        error: String,
-        code: String,
-        operation: String,
-    },
-    Blocked {
-        by: String,
-    },
-    /// The run was interrupted before or while this node ran; the next run resumes it.
-    Interrupted,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct NodeLine {
-    pub id: String,
-    pub kind: String,
-    pub region: String,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-    pub seconds: f64,
-    /// Other objects carrying this node's ownership tags: planned for deletion (plan) or deleted.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub twins: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub command: Command,
-    /// Deploy: the plan shown before acting.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Vec<NodeLine>>,
-    pub nodes: Vec<NodeLine>,
-    pub outputs: BTreeMap<String, BTreeMap<String, String>>,
-    #[serde(skip)]
-    pub calls: Vec<Call>,
-    /// Where the time went, node by node.
-    pub timeline: Timeline,
-    /// Ctrl-C stopped the run (exit 130).
-    pub interrupted: bool,
-    /// Another writer changed the state during the run: it stopped (exit 1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_conflict: Option<String>,
-}
-
-impl Report {
-    pub fn failures(&self) -> Vec<&NodeLine> {
-        self.nodes
-            .iter()
-            .filter(|n| !matches!(n.outcome, Outcome::Done(_)))
-            .collect()
-    }
-
-    pub fn action(&self, id: &str) -> Option<&Action> {
-        self.nodes.iter().find(|n| n.id == id).and_then(|n| match &n.outcome {
-            Outcome::Done(a) => Some(a),
-            _ => None,
-        })
-    }
-
-    /// Nodes by what happened to them.
-    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        counts(&self.nodes)
-    }
-}
-
-/// Whether a plan would change anything (a twin to delete counts).
-pub fn has_changes(lines: &[NodeLine]) -> bool {
-    lines
-        .iter()
-        .any(|n| !n.twins.is_empty() || !matches!(n.outcome, Outcome::Done(Action::None | Action::Skip { .. })))
-}
-
-/// `create`, `update`, `replace`, `delete`, `unchanged`, `failed` → how many nodes.
-pub fn counts(nodes: &[NodeLine]) -> BTreeMap<&'static str, usize> {
-    let mut c = BTreeMap::from([
-        ("create", 0),
-        ("update", 0),
-        ("replace", 0),
-        ("delete", 0),
-        ("unchanged", 0),
-        ("failed", 0),
-    ]);
-    for n in nodes {
-        let k = match &n.outcome {
-            Outcome::Done(Action::Create) => "create",
-            Outcome::Done(Action::Update { .. }) => "update",
-            Outcome::Done(Action::Replace { .. }) => "replace",
-            Outcome::Done(Action::Delete) => "delete",
-            Outcome::Done(Action::None | Action::Skip { .. }) => "unchanged",
-            Outcome::Interrupted => "interrupted",
-            _ => "failed",
-        };
-        *c.entry(k).or_default() += 1;
-        *c.get_mut("delete").expect("known key") += n.twins.len();
-    }
-    c
-}
-
 /// Refuses a state file written for other inputs (env or regions) before anything runs.
 fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
     if let Some(old) = &state.inputs {
+        let old: Inputs = serde_json::from_value(old.clone()).map_err(|e| {
+            AppError::Failed(format!(
+                "state file {}: its recorded inputs are unreadable: {e}",
+                opts.state_path.display()
+            ))
+        })?;
         let i = &opts.inputs;
-        if old.env != i.env || old.primary_region != i.primary_region || old.secondary_region != i.secondary_region {
+        if old.env != i.env || old.topology != i.topology {
             return Err(AppError::Usage(format!(
-                "state file {} belongs to env {:?} in {}/{}, not env {:?} in {}/{}; pick another --state",
+                "state file {} belongs to env {:?} in {}, not env {:?} in {}; pick another --state",
                 opts.state_path.display(),
                 old.env,
-                old.primary_region,
-                old.secondary_region,
+                old.topology,
                 i.env,
-                i.primary_region,
-                i.secondary_region
+                i.topology,
             )));
         }
     }
@@ -221,7 +59,7 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
 }
 
 async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, AppError> {
-    let graph = Arc::new(stack::graph().map_err(|e| AppError::Failed(format!("internal: {e}")))?);
+    let graph = Arc::new(stack::graph(&opts.inputs.topology).map_err(|e| AppError::Failed(format!("internal: {e}")))?);
     graph
         .validate()
         .map_err(|e| AppError::Failed(format!("internal: {e}")))?;
@@ -280,7 +118,7 @@ async fn run_locked(
     };
     // Bucket names end in the account id (SPEC v2: they are global across all accounts).
     let account = aws
-        .account_id(&opts.inputs.primary_region)
+        .account_id(opts.inputs.topology.home())
         .await
         .map_err(|e| AppError::Failed(format!("resolving the account id: {e}")))?;
     let opts = &Options {
@@ -290,7 +128,7 @@ async fn run_locked(
         },
         ..opts.clone()
     };
-    state.inputs = Some(opts.inputs.clone());
+    state.inputs = Some(serde_json::to_value(&opts.inputs).expect("inputs serialize"));
 
     let mut plan = None;
     if command == Command::Deploy {
@@ -373,7 +211,7 @@ async fn run_locked(
     }
     let timeline = recorder.finish(name, started_at, &graph, command == Command::Destroy);
     let attrs: BTreeMap<_, _> = store.snapshot().nodes.into_iter().map(|(k, v)| (k, v.attrs)).collect();
-    let outputs = stack::outputs(&attrs, |s| region_of(&opts.inputs, s));
+    let outputs = stack::outputs(&graph, &opts.inputs.topology, &attrs);
     if command != Command::Plan && !store.conflicted() {
         store
             .set_outputs(outputs.clone())
@@ -403,8 +241,8 @@ async fn run_locked(
 
 /// AWS clients, after the preflight (credentials, endpoint, account).
 async fn connect(opts: &Options) -> Result<Arc<Aws>, AppError> {
-    let aws = Arc::new(Aws::connect(&opts.connection, &opts.inputs.primary_region).await);
-    aws.preflight(&[&opts.inputs.primary_region, &opts.inputs.secondary_region])
+    let aws = Arc::new(Aws::connect(&opts.connection, opts.inputs.topology.home()).await);
+    aws.preflight(&opts.inputs.topology.regions().collect::<Vec<_>>())
         .await
         .map_err(AppError::Failed)?;
     Ok(aws)
@@ -421,7 +259,7 @@ pub async fn backend(opts: &Options, aws: Option<&Arc<Aws>>) -> Result<Arc<dyn B
         Some(a) => a.clone(),
         None => connect(opts).await?,
     };
-    let region = opts.state_region.as_deref().unwrap_or(&opts.inputs.primary_region);
+    let region = opts.state_region.as_deref().unwrap_or(opts.inputs.topology.home());
     let mut s3 = crate::aws::state_s3::S3State::open(aws, region, &bucket, &key).await?;
     s3.lock_timeout = opts.lock_timeout;
     Ok(Arc::new(s3))
@@ -432,14 +270,13 @@ pub async fn load_state(opts: &Options) -> Result<State, AppError> {
     Ok(backend(opts, None).await?.load().await?)
 }
 
-/// The graph, for `status` and tests.
-pub fn graph() -> Graph {
-    stack::graph().expect("the stack graph is valid")
+/// The graph of `inputs`' regions, for `status` and `graph`.
+pub fn graph_of(inputs: &Inputs) -> Graph {
+    stack::graph(&inputs.topology).expect("the stack graph is valid")
 }
 
-impl NodeLine {
-    /// Whether the node completed with `action` (changes inside updates are not compared).
-    pub fn outcome_is(&self, action: &Action) -> bool {
-        matches!(&self.outcome, Outcome::Done(a) if std::mem::discriminant(a) == std::mem::discriminant(action))
-    }
+/// The graph of the default topology (one home region, one secondary), for tests that count
+/// nodes: every topology of as many regions has as many nodes.
+pub fn graph() -> Graph {
+    graph_of(&Inputs::new("dev", "us-east-1", "eu-west-1", None, None).expect("valid inputs"))
 }

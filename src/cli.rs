@@ -258,7 +258,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         .with(match cli.json {
             true => render::json(),
             // A live view for a person at a terminal; plain lines for logs and pipes.
-            false if live_view(&cli) => render::live(app::graph().len()),
+            false if live_view(&cli) => render::live(app::graph_of(&opts.inputs).len()),
             false => render::human(),
         })
         .with(render::diagnostics());
@@ -304,7 +304,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         }
         Cmd::Graph { format } => {
             out(&crate::graph_view::render(
-                &app::graph(),
+                &app::graph_of(&opts.inputs),
                 &opts.inputs,
                 format == GraphFormat::Mermaid,
             ));
@@ -346,8 +346,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 print_plan(lines, json, verbose)
             }));
             render::err(&format!(
-                "deploying env {} to {} + {}",
-                opts.inputs.env, opts.inputs.primary_region, opts.inputs.secondary_region
+                "deploying env {} to {}",
+                opts.inputs.env,
+                opts.inputs.topology.regions().collect::<Vec<_>>().join(" + ")
             ));
             let report = app::execute(Command::Deploy, &opts).await?;
             if let Some(f) = &cli.timeline {
@@ -360,8 +361,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 confirm(&opts)?;
             }
             render::err(&format!(
-                "destroying env {} in {} + {}",
-                opts.inputs.env, opts.inputs.primary_region, opts.inputs.secondary_region
+                "destroying env {} in {}",
+                opts.inputs.env,
+                opts.inputs.topology.regions().collect::<Vec<_>>().join(" + ")
             ));
             let report = app::execute(Command::Destroy, &opts).await?;
             if let Some(f) = &cli.timeline {
@@ -419,8 +421,9 @@ fn confirm(opts: &Options) -> Result<(), AppError> {
         return Err(AppError::Usage("destroy without a terminal needs --yes".into()));
     }
     eprint!(
-        "This deletes every object of env {:?} in {} and {}. Type the env name to confirm: ",
-        opts.inputs.env, opts.inputs.primary_region, opts.inputs.secondary_region
+        "This deletes every object of env {:?} in {}. Type the env name to confirm: ",
+        opts.inputs.env,
+        opts.inputs.topology.regions().collect::<Vec<_>>().join(" and ")
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();

@@ -1,45 +1,62 @@
 //! Inputs of a run (SPEC "Inputs"), their validation, and the names and tags derived from them.
 //! Everything here is checked before any AWS call is made.
 
+use crate::topology::Topology;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Which of the two regions a node lives in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Primary,
-    Secondary,
-}
-
-impl Side {
-    pub const BOTH: [Side; 2] = [Side::Primary, Side::Secondary];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Primary => "primary",
-            Side::Secondary => "secondary",
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Primary => Side::Secondary,
-            Side::Secondary => Side::Primary,
-        }
-    }
-}
-
+/// The inputs of a run. In state they keep the field names of earlier releases
+/// (`primary_region`, `secondary_region`): [`InputsRecord`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "InputsRecord", try_from = "InputsRecord")]
 pub struct Inputs {
+    pub env: String,
+    /// The regions: home and secondaries.
+    pub topology: Topology,
+    pub repository: String,
+    pub author: String,
+    /// The caller's account id (STS GetCallerIdentity, once per run), for global names.
+    pub account: String,
+}
+
+/// [`Inputs`] as the state file records them (input parsing of a recorded state).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InputsRecord {
     pub env: String,
     pub primary_region: String,
     pub secondary_region: String,
     pub repository: String,
     pub author: String,
-    /// The caller's account id (STS GetCallerIdentity, once per run), for global names.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub account: String,
+}
+
+impl From<Inputs> for InputsRecord {
+    fn from(i: Inputs) -> InputsRecord {
+        let mut regions = i.topology.regions().map(str::to_string);
+        InputsRecord {
+            env: i.env,
+            primary_region: regions.next().unwrap_or_default(),
+            secondary_region: regions.next().unwrap_or_default(),
+            repository: i.repository,
+            author: i.author,
+            account: i.account,
+        }
+    }
+}
+
+impl TryFrom<InputsRecord> for Inputs {
+    type Error = InvalidInput;
+
+    fn try_from(r: InputsRecord) -> Result<Inputs, InvalidInput> {
+        Ok(Inputs {
+            env: r.env,
+            topology: Topology::new(&r.primary_region, &[r.secondary_region.as_str()])?,
+            repository: r.repository,
+            author: r.author,
+            account: r.account,
+        })
+    }
 }
 
 /// An input that is not allowed; the message says what is wrong and what is allowed.
@@ -48,6 +65,8 @@ pub struct Inputs {
 pub struct InvalidInput(pub String);
 
 impl Inputs {
+    /// The inputs of the command line: `--primary-region` is the home region, `--secondary-region`
+    /// the secondary.
     pub fn new(
         env: &str,
         primary_region: &str,
@@ -56,34 +75,15 @@ impl Inputs {
         author: Option<String>,
     ) -> Result<Inputs, InvalidInput> {
         validate_env(env)?;
-        validate_region(primary_region, "primary")?;
-        validate_region(secondary_region, "secondary")?;
-        if primary_region == secondary_region {
-            return Err(InvalidInput(format!(
-                "primary and secondary region are both {primary_region:?}; they must differ"
-            )));
-        }
+        let topology = Topology::new(primary_region, &[secondary_region])?;
         let or_unknown = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into());
         Ok(Inputs {
             env: env.to_string(),
-            primary_region: primary_region.to_string(),
-            secondary_region: secondary_region.to_string(),
+            topology,
             repository: or_unknown(repository),
             author: or_unknown(author),
             account: String::new(),
         })
-    }
-
-    pub fn region(&self, side: Side) -> &str {
-        match side {
-            Side::Primary => &self.primary_region,
-            Side::Secondary => &self.secondary_region,
-        }
-    }
-
-    /// `{r}` of SPEC: the region name without dashes.
-    pub fn r(&self, side: Side) -> String {
-        self.region(side).replace('-', "")
     }
 
     /// The tags every taggable resource carries (SPEC "Tags"), for logical id `id`.
@@ -99,8 +99,7 @@ impl Inputs {
     }
 }
 
-pub const STACK_TAG: &str = "tap:stack";
-pub const ID_TAG: &str = "tap:id";
+pub use crate::engine::resource::{ID_TAG, STACK_TAG};
 
 /// SPEC: 1-16 characters, lowercase letters, digits and `-`, starts with a letter, no `--`,
 /// no trailing `-`.
@@ -199,6 +198,11 @@ mod tests {
         }
         let same = Inputs::new("dev", "us-east-1", "us-east-1", None, None);
         assert!(same.unwrap_err().0.contains("must differ"));
+        let recorded = serde_json::to_value(Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap()).unwrap();
+        assert_eq!(recorded["primary_region"], "us-east-1");
+        assert_eq!(recorded["secondary_region"], "eu-west-1");
+        let back: Inputs = serde_json::from_value(recorded).unwrap();
+        assert_eq!(back.topology.home(), "us-east-1");
         assert!(validate_endpoint("http://127.0.0.1:4566").is_ok());
         assert!(validate_endpoint("localhost:4566").is_err());
         assert!(validate_endpoint("http://").is_err());
@@ -207,7 +211,7 @@ mod tests {
     #[test]
     fn tags_and_names() {
         let i = Inputs::new("dev", "us-east-1", "eu-west-1", None, Some("me".into())).unwrap();
-        assert_eq!(i.r(Side::Secondary), "euwest1");
+        assert_eq!(crate::topology::r("eu-west-1"), "euwest1");
         let t = i.tags("primary/s3-bucket");
         assert_eq!(t["tap:id"], "primary/s3-bucket");
         assert_eq!(t["Repository"], "unknown");

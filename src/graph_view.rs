@@ -1,24 +1,24 @@
 //! `tap graph`: the fixed dependency graph as Graphviz dot or Mermaid, one cluster per region,
-//! the critical path (by typical AWS create times, `stack::typical_seconds`) marked.
+//! the critical path (by typical AWS create times, `kinds::typical_seconds`) marked.
 
-use crate::config::{Inputs, Side};
+use crate::config::Inputs;
 use crate::engine::graph::Graph;
-use crate::stack;
+use crate::kinds;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// Edges point from a dependency to what needs it (the order deploy runs them in).
 pub fn render(g: &Graph, inputs: &Inputs, mermaid: bool) -> String {
-    let critical: Vec<String> = g.critical_path(|n| stack::typical_seconds(n.kind));
+    let critical: Vec<String> = g.critical_path(|n| kinds::typical_seconds(n.kind));
     let on_path: BTreeSet<(&str, &str)> = critical.windows(2).map(|w| (w[0].as_str(), w[1].as_str())).collect();
     let hot: BTreeSet<&str> = critical.iter().map(String::as_str).collect();
     let mut s = String::new();
     if mermaid {
         s.push_str("flowchart LR\n");
         let key = |id: &str| id.replace(['/', '-'], "_");
-        for side in Side::BOTH {
-            let _ = writeln!(s, "  subgraph {}[\"{}\"]", inputs.region(side), inputs.region(side));
-            for n in g.nodes().filter(|n| n.side == side) {
+        for region in inputs.topology.regions() {
+            let _ = writeln!(s, "  subgraph {region}[\"{region}\"]");
+            for n in g.nodes().filter(|n| n.region == region) {
                 let _ = writeln!(s, "    {}[\"{}\"]", key(&n.id), n.id);
             }
             s.push_str("  end\n");
@@ -43,10 +43,9 @@ pub fn render(g: &Graph, inputs: &Inputs, mermaid: bool) -> String {
         }
     } else {
         s.push_str("digraph tap {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
-        for side in Side::BOTH {
-            let region = inputs.region(side);
+        for region in inputs.topology.regions() {
             let _ = writeln!(s, "  subgraph \"cluster_{region}\" {{\n    label=\"{region}\";");
-            for n in g.nodes().filter(|n| n.side == side) {
+            for n in g.nodes().filter(|n| n.region == region) {
                 let style = if hot.contains(n.id.as_str()) {
                     ", color=\"#c62828\", penwidth=3, class=\"critical\""
                 } else {

@@ -1,9 +1,8 @@
 //! The walks of one run: every node of the graph planned, deployed or destroyed in dependency
 //! order, and the orphans (nodes an older tap recorded that the graph no longer has).
 
-use crate::app::{Command, NodeLine, Options, Outcome};
 use crate::aws::Aws;
-use crate::config::{Inputs, Side};
+use crate::config::Inputs;
 use crate::engine::events::{Event, Events};
 use crate::engine::graph::{Graph, Node};
 use crate::engine::reconcile::{Action, Driver};
@@ -11,14 +10,16 @@ use crate::engine::resource::{NodeCx, NodeError};
 use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
 use crate::engine::state::State;
 use crate::engine::store::StateStore;
-use crate::stack;
+use crate::kinds;
+use crate::run::{Command, NodeLine, Options, Outcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-pub(crate) fn region_of(inputs: &Inputs, side: Side) -> String {
-    inputs.region(side).to_string()
+/// The context every node of a run gets from the stack: its inputs (opaque to the engine).
+fn stack_cx(inputs: &Inputs) -> Arc<dyn std::any::Any + Send + Sync> {
+    Arc::new(inputs.clone())
 }
 
 /// Nodes in state that the graph no longer has (written by an older tap), as graph nodes.
@@ -30,13 +31,9 @@ pub(crate) fn orphans(graph: &Graph, state: &State) -> Vec<Node> {
         .filter(|(id, _)| !graph.contains(id))
         .map(|(id, n)| Node {
             id: id.clone(),
-            // An unknown kind keeps its name; `stack::resource` then has no implementation.
+            // An unknown kind keeps its name; the registry then has no implementation.
             kind: kinds.iter().copied().find(|k| *k == n.kind).unwrap_or("unknown"),
-            side: if id.starts_with("secondary/") {
-                Side::Secondary
-            } else {
-                Side::Primary
-            },
+            region: n.region.clone(),
             deps: vec![],
         })
         .collect()
@@ -56,27 +53,26 @@ pub(crate) async fn orphan_pass(
     driver.default_action = "delete";
     driver.wait_scale = opts.wait_scale;
     driver.cancel = opts.cancel.clone();
+    let stack = stack_cx(&opts.inputs);
     let runs = orphans.iter().map(|node| {
-        let driver = &driver;
+        let (driver, stack) = (&driver, stack.clone());
         async move {
             let cx = NodeCx {
-                region: region_of(&opts.inputs, node.side),
+                region: node.region.clone(),
                 prior: driver.store.get(&node.id),
                 deps: BTreeMap::new(),
                 planning: command == Command::Plan,
                 node: node.clone(),
-                inputs: opts.inputs.clone(),
+                env: opts.inputs.env.clone(),
+                stack,
+                wait: opts.waits.of(node.kind),
                 token: None,
             };
             let t0 = tokio::time::Instant::now();
             events.emit(Event::NodeStart { at: driver.at(&cx) });
-            let res = match stack::known_kind(node.kind) {
-                true => {
-                    driver
-                        .remove_orphan(stack::resource(node.kind, aws, &opts.waits).as_ref(), &cx)
-                        .await
-                }
-                false => Err(NodeError::fatal(
+            let res = match kinds::get(node.kind) {
+                Some(kind) => driver.remove_orphan((kind.make)(aws.clone()).as_ref(), &cx).await,
+                None => Err(NodeError::fatal(
                     "plan",
                     "UnknownKind",
                     format!("{} has a kind this tap does not know; remove it by hand", node.id),
@@ -133,33 +129,38 @@ pub(crate) async fn pass(
     let node_events = node_events.clone();
     let work = {
         let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), opts.inputs.clone());
+        let stack = stack_cx(&opts.inputs);
         let waits = Arc::new(opts.waits.clone());
         move |id: String| {
-            let (graph, driver, aws, inputs, waits, node_events) = (
+            let (graph, driver, aws, env, waits, node_events, stack) = (
                 graph.clone(),
                 driver.clone(),
                 aws.clone(),
-                inputs.clone(),
+                inputs.env.clone(),
                 waits.clone(),
                 node_events.clone(),
+                stack.clone(),
             );
             // A child of the run's span (the scheduler spawns each node as its own task).
             let span = graph.get(&id).map_or_else(
                 tracing::Span::none,
-                |n| tracing::info_span!("node", id = %id, kind = n.kind, region = %region_of(&inputs, n.side)),
+                |n| tracing::info_span!("node", id = %id, kind = n.kind, region = %n.region),
             );
             async move {
                 let node = graph.get(&id).expect("scheduled node exists").clone();
+                let kind = kinds::get(node.kind).expect("every kind of the graph is registered");
                 let cx = NodeCx {
-                    region: region_of(&inputs, node.side),
+                    region: node.region.clone(),
                     prior: driver.store.get(&id),
                     deps: driver.dep_attrs(&node.deps),
                     planning: command == Command::Plan,
+                    wait: waits.of(node.kind),
                     node,
-                    inputs,
+                    env,
+                    stack,
                     token: None,
                 };
-                let r = stack::resource(cx.node.kind, &aws, &waits);
+                let r = (kind.make)(aws);
                 let t0 = tokio::time::Instant::now();
                 node_events.emit(Event::NodeStart { at: driver.at(&cx) });
                 let res = match command {
@@ -187,7 +188,7 @@ pub(crate) async fn pass(
             let n = graph.get(&r.id).expect("reported node exists");
             NodeLine {
                 kind: n.kind.to_string(),
-                region: region_of(&opts.inputs, n.side),
+                region: n.region.clone(),
                 outcome: match r.result {
                     NodeResult::Done(a) => Outcome::Done(a),
                     NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,

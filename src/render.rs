@@ -1,9 +1,9 @@
 //! Renderers of a run's event stream and of its results: human lines (stderr) and NDJSON
 //! (`--json`, stdout). The only place that writes what a user reads.
 
-use crate::app::{self, NodeLine, Outcome};
 use crate::engine::events::{Event, Sink};
 use crate::engine::reconcile::Action;
+use crate::run::{self, NodeLine, Outcome};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -137,7 +137,7 @@ pub fn node_value(kind: &str, n: &NodeLine) -> Value {
 
 /// The last line of every `--json` run.
 pub fn summary(command: &str, nodes: &[NodeLine], elapsed_s: f64) -> Value {
-    let c = app::counts(nodes);
+    let c = run::counts(nodes);
     let get = |k: &str| c.get(k).copied().unwrap_or(0);
     json!({
         "type": "summary",
@@ -207,7 +207,7 @@ pub fn live(total: usize) -> Sink {
             }
             Event::NodeWait { at, waiting_for } => {
                 if let Some(pb) = v.nodes.get(&at.node) {
-                    let typical = crate::stack::typical_seconds(&at.kind);
+                    let typical = crate::kinds::typical_seconds(&at.kind);
                     let hint = match typical >= 60.0 {
                         true => format!(" (typically ~{} on AWS)", crate::timeline_svg::duration(typical)),
                         false => String::new(),

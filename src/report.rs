@@ -145,7 +145,7 @@ pub(crate) fn write_timeline(
     t: &crate::engine::timeline::Timeline,
     opts: &Options,
 ) -> Result<(), AppError> {
-    let svg = crate::timeline_svg::render(t, &[&opts.inputs.primary_region, &opts.inputs.secondary_region]);
+    let svg = crate::timeline_svg::render(t, &opts.inputs.topology.regions().collect::<Vec<_>>());
     std::fs::write(file, svg).map_err(|e| AppError::Failed(format!("writing timeline {}: {e}", file.display())))?;
     render::err(&format!("timeline written to {}", file.display()));
     Ok(())
@@ -200,7 +200,7 @@ pub(crate) fn output(
 }
 
 pub(crate) fn status(opts: &Options, state: &State, where_: &str, json: bool) -> Result<i32, AppError> {
-    let graph = app::graph();
+    let graph = app::graph_of(&opts.inputs);
     if json {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         for n in graph.nodes() {
@@ -211,7 +211,7 @@ pub(crate) fn status(opts: &Options, state: &State, where_: &str, json: bool) ->
                 "type": "node",
                 "node": n.id,
                 "kind": n.kind,
-                "region": opts.inputs.region(n.side),
+                "region": n.region,
                 "status": status,
                 "physical_id": s.and_then(|s| s.physical_id.clone()),
                 "arn": s.and_then(|s| s.arn.clone()),

@@ -1,19 +1,18 @@
 //! `asg`: `tap-asg-{r}-{env}` on the launch template, 1..3 (desired 1) in the private subnets,
 //! tags propagated at launch. Destroy force-deletes and waits until it is gone.
 
+use super::cx::StackCx;
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
-use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, Tag};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub struct Asg(pub Arc<Aws>, pub WaitPolicy);
+pub struct Asg(pub Arc<Aws>);
 
 pub fn group_name(cx: &NodeCx) -> String {
-    format!("tap-asg-{}-{}", cx.inputs.r(cx.node.side), cx.inputs.env)
+    format!("tap-asg-{}-{}", cx.r(), cx.inputs().env)
 }
 
 fn asg_tags(cx: &NodeCx) -> Vec<Tag> {
@@ -83,16 +82,15 @@ impl Asg {
 #[async_trait::async_trait]
 impl Resource for Asg {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         let mut subnets = vec![
-            cx.attr(&node_id(side, "subnet-private-a"), "id")?,
-            cx.attr(&node_id(side, "subnet-private-b"), "id")?,
+            cx.attr(&cx.local("subnet-private-a"), "id")?,
+            cx.attr(&cx.local("subnet-private-b"), "id")?,
         ];
         subnets.sort();
         Ok(Props::from([
             (
                 "launch_template".into(),
-                json!(cx.attr(&node_id(side, "launch-template"), "id")?),
+                json!(cx.attr(&cx.local("launch-template"), "id")?),
             ),
             ("launch_template_version".into(), json!("$Latest")),
             ("min".into(), json!(1)),
@@ -199,9 +197,5 @@ impl Resource for Asg {
 
     fn waits_for_deletion(&self) -> bool {
         true
-    }
-
-    fn wait_policy(&self) -> WaitPolicy {
-        self.1
     }
 }

@@ -1,6 +1,7 @@
 //! `cf-origin-access-control`: OAC `tap-oac-{env}` (S3, sign always, SigV4; defect 6).
 //! OACs take no tags: found by their SPEC name.
 
+use super::cx::StackCx;
 use crate::aws::{Aws, SendExt};
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_cloudfront::types::{
@@ -39,11 +40,11 @@ impl Resource for CfOriginAccessControl {
     }
 
     fn object(&self, cx: &NodeCx) -> String {
-        format!("origin access control {}", oac_name(&cx.inputs.env))
+        format!("origin access control {}", oac_name(&cx.inputs().env))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let name = oac_name(&cx.inputs.env);
+        let name = oac_name(&cx.inputs().env);
         // Paged by NextMarker (100 per page): an account may hold many.
         let cf = self.0.cloudfront(&cx.region);
         let mut items = Vec::new();
@@ -78,12 +79,12 @@ impl Resource for CfOriginAccessControl {
         let cf = self.0.cloudfront(&cx.region);
         let out = cf
             .create_origin_access_control()
-            .origin_access_control_config(config(&cx.inputs.env))
+            .origin_access_control_config(config(&cx.inputs().env))
             .send()
             .await
             .op("CreateOriginAccessControl")?;
         let id = out.origin_access_control.map(|o| o.id).unwrap_or_default();
-        Ok(Live::new(&id).attr("id", &id).attr("name", oac_name(&cx.inputs.env)))
+        Ok(Live::new(&id).attr("id", &id).attr("name", oac_name(&cx.inputs().env)))
     }
 
     async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
@@ -98,7 +99,7 @@ impl Resource for CfOriginAccessControl {
         cf.update_origin_access_control()
             .id(&live.physical_id)
             .set_if_match(etag)
-            .origin_access_control_config(config(&cx.inputs.env))
+            .origin_access_control_config(config(&cx.inputs().env))
             .send()
             .await
             .op("UpdateOriginAccessControl")

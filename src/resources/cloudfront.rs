@@ -3,12 +3,10 @@
 //! Create does not wait for edge propagation (nothing needs it; `status` shows it). Destroy
 //! disables, waits until Deployed, re-reads the ETag, deletes.
 
+use super::cx::StackCx;
 use super::names;
 use super::s3_bucket::cf_log_bucket;
 use crate::aws::{Aws, SendExt};
-use crate::config::Side;
-use crate::engine::graph::node_id;
-use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
 use aws_sdk_cloudfront::types::{
     AllowedMethods, CachedMethods, DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, HttpVersion,
@@ -19,7 +17,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub struct CloudFront(pub Arc<Aws>, pub WaitPolicy);
+pub struct CloudFront(pub Arc<Aws>);
 
 pub const GROUP_ID: &str = "tap-failover";
 pub const FAILOVER_CODES: [i32; 6] = [500, 502, 503, 504, 403, 404];
@@ -32,20 +30,24 @@ pub fn comment(env: &str) -> String {
     format!("TAP CloudFront Distribution - {env}")
 }
 
-fn origin_domain(cx: &NodeCx, side: Side) -> String {
-    format!(
-        "{}.s3.{}.amazonaws.com",
-        names::bucket(&cx.inputs, side),
-        cx.inputs.region(side)
-    )
+fn origin_domain(cx: &NodeCx, region: &str) -> String {
+    format!("{}.s3.{region}.amazonaws.com", names::bucket(cx.inputs(), region))
+}
+
+/// The origins, in failover order: the writer region's bucket, then the next region's; each
+/// with the id of its region (`primary`, `secondary`, ...).
+fn origins(cx: &NodeCx) -> [(String, String); 2] {
+    let t = cx.topo();
+    [t.writer(), t.next(t.writer())].map(|r| (t.prefix(r), origin_domain(cx, r)))
 }
 
 fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> DistributionConfig {
     let oac = d["oac"].as_str().unwrap_or_default();
-    let origin = |id: &str, side: Side| {
+    let [first, second] = origins(cx);
+    let origin = |(id, domain): &(String, String)| {
         Origin::builder()
             .id(id)
-            .domain_name(origin_domain(cx, side))
+            .domain_name(domain)
             .origin_access_control_id(oac)
             .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
             .build()
@@ -68,8 +70,8 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
         .members(
             OriginGroupMembers::builder()
                 .quantity(2)
-                .items(member("primary"))
-                .items(member("secondary"))
+                .items(member(&first.0))
+                .items(member(&second.0))
                 .build()
                 .expect("members"),
         )
@@ -101,13 +103,13 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
         .expect("behavior");
     DistributionConfig::builder()
         .caller_reference(caller_reference)
-        .comment(comment(&cx.inputs.env))
+        .comment(comment(&cx.inputs().env))
         .enabled(enabled)
         .origins(
             Origins::builder()
                 .quantity(2)
-                .items(origin("primary", Side::Primary))
-                .items(origin("secondary", Side::Secondary))
+                .items(origin(&first))
+                .items(origin(&second))
                 .build()
                 .expect("origins"),
         )
@@ -126,7 +128,7 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
             LoggingConfig::builder()
                 .enabled(true)
                 .include_cookies(false)
-                .bucket(format!("{}.s3.amazonaws.com", cf_log_bucket(&cx.inputs)))
+                .bucket(format!("{}.s3.amazonaws.com", cf_log_bucket(cx.inputs())))
                 .prefix("cloudfront/")
                 .build(),
         )
@@ -254,7 +256,7 @@ impl CloudFront {
         {
             return Ok(Some((d.id, d.arn)));
         }
-        let want = comment(&cx.inputs.env);
+        let want = comment(&cx.inputs().env);
         let mut marker = None;
         loop {
             let out = cf
@@ -271,7 +273,7 @@ impl CloudFront {
                     continue;
                 }
                 let tags = self.tags(cx, &d.arn).await?;
-                if tags.get(crate::config::STACK_TAG) == Some(&cx.inputs.env) {
+                if tags.get(crate::config::STACK_TAG) == Some(&cx.inputs().env) {
                     return Ok(Some((d.id.clone(), d.arn.clone())));
                 }
             }
@@ -330,18 +332,18 @@ impl CloudFront {
 #[async_trait::async_trait]
 impl Resource for CloudFront {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let oac = cx.attr(&node_id(Side::Primary, "cf-origin-access-control"), "id")?;
+        let oac = cx.attr(&cx.home("cf-origin-access-control"), "id")?;
         let refused = self.refuses_group_target(cx);
-        let mut origins = vec![
-            json!({"id": "primary", "domain": origin_domain(cx, Side::Primary)}),
-            json!({"id": "secondary", "domain": origin_domain(cx, Side::Secondary)}),
-        ];
+        let mut origins: Vec<_> = origins(cx)
+            .iter()
+            .map(|(id, domain)| json!({"id": id, "domain": domain}))
+            .collect();
         origins.sort_by_key(|v| v.to_string());
         let mut codes = FAILOVER_CODES.to_vec();
         codes.sort();
         Ok(Props::from([
             ("oac".into(), json!(oac)),
-            ("comment".into(), json!(comment(&cx.inputs.env))),
+            ("comment".into(), json!(comment(&cx.inputs().env))),
             ("enabled".into(), json!(true)),
             ("origins".into(), json!(origins)),
             (
@@ -359,7 +361,7 @@ impl Resource for CloudFront {
             ("ipv6".into(), json!(true)),
             (
                 "logging".into(),
-                json!({"enabled": true, "bucket": format!("{}.s3.amazonaws.com", cf_log_bucket(&cx.inputs)), "prefix": "cloudfront/"}),
+                json!({"enabled": true, "bucket": format!("{}.s3.amazonaws.com", cf_log_bucket(cx.inputs())), "prefix": "cloudfront/"}),
             ),
             ("tags".into(), json!(cx.tags())),
         ]))
@@ -512,9 +514,5 @@ impl Resource for CloudFront {
             .send()
             .await
             .ok_on("DeleteDistribution", GONE)
-    }
-
-    fn wait_policy(&self) -> WaitPolicy {
-        self.1
     }
 }

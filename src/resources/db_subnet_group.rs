@@ -1,8 +1,8 @@
 //! `db-subnet-group`: `tap-db-subnets-{env}` over the two database subnets.
 
+use super::cx::StackCx;
 use super::rds_tags;
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -23,10 +23,9 @@ impl DbSubnetGroup {
 #[async_trait::async_trait]
 impl Resource for DbSubnetGroup {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         let mut subnets = vec![
-            cx.attr(&node_id(side, "subnet-database-a"), "id")?,
-            cx.attr(&node_id(side, "subnet-database-b"), "id")?,
+            cx.attr(&cx.local("subnet-database-a"), "id")?,
+            cx.attr(&cx.local("subnet-database-b"), "id")?,
         ];
         subnets.sort();
         Ok(Props::from([
@@ -36,11 +35,11 @@ impl Resource for DbSubnetGroup {
     }
 
     fn object(&self, cx: &NodeCx) -> String {
-        format!("DB subnet group {}", name(&cx.inputs.env))
+        format!("DB subnet group {}", name(&cx.inputs().env))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let n = name(&cx.inputs.env);
+        let n = name(&cx.inputs().env);
         let out = self
             .0
             .rds(&cx.region)
@@ -68,12 +67,12 @@ impl Resource for DbSubnetGroup {
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let n = name(&cx.inputs.env);
+        let n = name(&cx.inputs().env);
         self.0
             .rds(&cx.region)
             .create_db_subnet_group()
             .db_subnet_group_name(&n)
-            .db_subnet_group_description(format!("TAP database subnets ({})", cx.inputs.env))
+            .db_subnet_group_description(format!("TAP database subnets ({})", cx.inputs().env))
             .set_subnet_ids(Some(Self::subnets(d)))
             .set_tags(Some(rds_tags::tags(cx)))
             .send()

@@ -1,5 +1,6 @@
 //! Shared by the EC2 kinds: tag specifications, ownership filters, tag maps, retagging.
 
+use super::cx::StackCx;
 use super::tag_map;
 use crate::aws::{Aws, SendExt};
 use crate::engine::resource::{NodeCx, NodeError};
@@ -21,15 +22,19 @@ pub fn tags(cx: &NodeCx) -> Vec<Tag> {
 /// The `Name` tag: SPEC's VPC name, else the env and logical id (what the console shows).
 pub fn name_tag(cx: &NodeCx) -> Option<String> {
     match cx.node.kind {
-        "vpc" => Some(format!("tap-vpc-{}-{}", cx.inputs.r(cx.node.side), cx.inputs.env)),
-        _ => Some(format!("tap-{}-{}", cx.inputs.env, cx.id())),
+        "vpc" => Some(format!("tap-vpc-{}-{}", cx.r(), cx.inputs().env)),
+        _ => Some(format!("tap-{}-{}", cx.inputs().env, cx.id())),
     }
 }
 
 /// The tags a node wants, as a map (with `Name`).
 pub fn desired_tags(cx: &NodeCx) -> serde_json::Value {
-    let m: BTreeMap<String, String> = tags(cx).into_iter().filter_map(|t| Some((t.key?, t.value?))).collect();
-    serde_json::json!(m)
+    serde_json::json!(desired_tag_map(cx))
+}
+
+/// The tags an EC2 object of this node carries (SPEC's, ownership, and its `Name`).
+pub fn desired_tag_map(cx: &NodeCx) -> BTreeMap<String, String> {
+    tags(cx).into_iter().filter_map(|t| Some((t.key?, t.value?))).collect()
 }
 
 pub fn tag_spec(cx: &NodeCx, rt: ResourceType) -> TagSpecification {
@@ -44,7 +49,7 @@ pub fn owner_filters(cx: &NodeCx) -> Vec<Filter> {
     vec![
         Filter::builder()
             .name(format!("tag:{}", crate::config::STACK_TAG))
-            .values(&cx.inputs.env)
+            .values(&cx.inputs().env)
             .build(),
         Filter::builder()
             .name(format!("tag:{}", crate::config::ID_TAG))
@@ -65,7 +70,7 @@ pub fn tag_map_of(t: &[Tag]) -> BTreeMap<String, String> {
 /// filters, e.g. on DescribeNatGateways).
 pub fn owns(cx: &NodeCx, t: &[Tag]) -> bool {
     let m = tag_map_of(t);
-    m.get(crate::config::STACK_TAG) == Some(&cx.inputs.env)
+    m.get(crate::config::STACK_TAG) == Some(&cx.inputs().env)
         && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
 }
 

@@ -1,10 +1,9 @@
 //! IAM roles: `iam-replication-role`, `iam-ec2-role` (+ instance profile), `iam-lambda-role`.
 //! One implementation; the kinds differ only in their [`RoleSpec`].
 
+use super::cx::StackCx;
 use super::{names, policy, tag_map};
 use crate::aws::{Aws, SendExt};
-use crate::config::Side;
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_iam::types::Tag;
 use serde_json::{Value, json};
@@ -31,7 +30,7 @@ pub struct RoleSpec {
 }
 
 pub fn role_name(cx: &NodeCx, kind: RoleKind) -> String {
-    let (i, r) = (&cx.inputs, cx.inputs.r(cx.node.side));
+    let (i, r) = (cx.inputs(), cx.r());
     match kind {
         RoleKind::Replication => names::replication_role(i),
         RoleKind::Ec2 => format!("tap-ec2-{r}-{}", i.env),
@@ -51,13 +50,16 @@ pub fn inline_name(kind: RoleKind) -> &'static str {
 impl IamRole {
     async fn spec(&self, cx: &NodeCx) -> Result<RoleSpec, NodeError> {
         let name = role_name(cx, self.1);
-        let side = cx.node.side;
-        let key = |s: Side| cx.attr(&node_id(s, "kms-key"), "arn");
+        let t = cx.topo();
+        let key = |region: &str| cx.attr(&t.id(region, "kms-key"), "arn");
+        // The replication's source (the writer) and destination (the next region).
+        let (source, destination) = (t.writer(), t.next(t.writer()));
+        let here = cx.node.region.as_str();
         Ok(match self.1 {
             RoleKind::Replication => {
                 let (src, dst) = (
-                    names::bucket_arn(&cx.inputs, Side::Primary),
-                    names::bucket_arn(&cx.inputs, Side::Secondary),
+                    names::bucket_arn(cx.inputs(), source),
+                    names::bucket_arn(cx.inputs(), destination),
                 );
                 RoleSpec {
                     name,
@@ -80,8 +82,8 @@ impl IamRole {
                             &["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"],
                             &[format!("{dst}/*")],
                         ),
-                        policy::allow(&["kms:Decrypt"], &[key(Side::Primary)?]),
-                        policy::allow(&["kms:Encrypt", "kms:GenerateDataKey"], &[key(Side::Secondary)?]),
+                        policy::allow(&["kms:Decrypt"], &[key(source)?]),
+                        policy::allow(&["kms:Encrypt", "kms:GenerateDataKey"], &[key(destination)?]),
                     ]),
                     managed: vec![],
                     instance_profile: false,
@@ -94,9 +96,9 @@ impl IamRole {
                 inline: policy::document(vec![
                     policy::allow(
                         &["s3:GetObject", "s3:PutObject"],
-                        &[format!("{}/*", names::bucket_arn(&cx.inputs, side))],
+                        &[format!("{}/*", names::bucket_arn(cx.inputs(), here))],
                     ),
-                    policy::allow(&["kms:Decrypt", "kms:GenerateDataKey"], &[key(side)?]),
+                    policy::allow(&["kms:Decrypt", "kms:GenerateDataKey"], &[key(here)?]),
                 ]),
                 managed: vec!["arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy".into()],
                 instance_profile: true,
@@ -106,7 +108,7 @@ impl IamRole {
                 let log_group = format!(
                     "arn:aws:logs:{}:{account}:log-group:{}",
                     cx.region,
-                    names::log_group(&cx.inputs, side)
+                    names::log_group(cx.inputs(), here)
                 );
                 RoleSpec {
                     name,
@@ -117,8 +119,8 @@ impl IamRole {
                             &["logs:CreateLogStream", "logs:PutLogEvents"],
                             &[log_group.clone(), format!("{log_group}:*")],
                         ),
-                        policy::allow(&["sns:Publish"], &[cx.attr(&node_id(side, "sns-topic"), "arn")?]),
-                        policy::allow(&["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], &[key(side)?]),
+                        policy::allow(&["sns:Publish"], &[cx.attr(&cx.local("sns-topic"), "arn")?]),
+                        policy::allow(&["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], &[key(here)?]),
                     ]),
                     managed: vec![],
                     instance_profile: false,

@@ -1,15 +1,23 @@
 //! `internet-gateway`: created with its tags, attached to the VPC.
 
+use super::cx::StackCx;
 use super::ec2::{self, Lookup};
+use super::typed::{Kind, Observe, Tags, observed_of};
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_ec2::types::{InternetGateway as Igw, ResourceType};
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct InternetGateway(pub Arc<Aws>);
+
+crate::spec! {
+    /// Attached to the region's VPC.
+    pub struct IgwSpec, IgwLive, IgwChanged {
+        vpc: String,
+        tags: Tags,
+    }
+    immutable []
+}
 
 fn to_live(g: Igw) -> Live {
     let id = g.internet_gateway_id.clone().unwrap_or_default();
@@ -20,17 +28,27 @@ fn to_live(g: Igw) -> Live {
         .unwrap_or_default();
     Live::new(&id)
         .attr("id", &id)
-        .prop("vpc", vpc)
+        .observed(&IgwLive {
+            vpc: Some(vpc),
+            tags: None,
+        })
         .tags(ec2::tag_map_of(g.tags()))
 }
 
+/// The VPC the gateway is attached to, as read (empty: none).
+fn attached_vpc(live: &Live) -> Option<String> {
+    observed_of::<IgwSpec>(live).vpc.filter(|v| !v.is_empty())
+}
+
 #[async_trait::async_trait]
-impl Resource for InternetGateway {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&node_id(cx.node.side, "vpc"), "id")?)),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
+impl Kind for InternetGateway {
+    type Spec = IgwSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<IgwSpec, NodeError> {
+        Ok(IgwSpec {
+            vpc: cx.attr(&cx.local("vpc"), "id")?,
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -57,7 +75,7 @@ impl Resource for InternetGateway {
         Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, _: &IgwSpec) -> Result<Live, NodeError> {
         // No idempotency token: no SDK retry (the driver looks it up by tags).
         let out = self
             .0
@@ -74,14 +92,18 @@ impl Resource for InternetGateway {
         })?))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
-        self.update(cx, live, d, &BTreeSet::from(["vpc".to_string()])).await
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &IgwSpec) -> Result<(), NodeError> {
+        let changed = IgwChanged {
+            vpc: true,
+            ..Default::default()
+        };
+        self.update(cx, live, want, &changed).await
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, want: &IgwSpec, changed: &IgwChanged) -> Result<(), NodeError> {
         let ec2 = self.0.ec2(&cx.region);
-        if changed.contains("vpc") {
-            if let Some(old) = live.props.get("vpc").and_then(|v| v.as_str()).filter(|v| !v.is_empty()) {
+        if changed.vpc {
+            if let Some(old) = attached_vpc(live) {
                 ec2.detach_internet_gateway()
                     .internet_gateway_id(&live.physical_id)
                     .vpc_id(old)
@@ -91,12 +113,12 @@ impl Resource for InternetGateway {
             }
             ec2.attach_internet_gateway()
                 .internet_gateway_id(&live.physical_id)
-                .vpc_id(d["vpc"].as_str().unwrap_or_default())
+                .vpc_id(&want.vpc)
                 .send()
                 .await
                 .ok_on("AttachInternetGateway", &["Resource.AlreadyAssociated"])?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             ec2::retag(&self.0, cx, &live.physical_id).await?;
         }
         Ok(())
@@ -105,7 +127,7 @@ impl Resource for InternetGateway {
     async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
         let ec2 = self.0.ec2(&cx.region);
         const GONE: &[&str] = &["InvalidInternetGatewayID.NotFound", "Gateway.NotAttached"];
-        if let Some(vpc) = live.props.get("vpc").and_then(|v| v.as_str()).filter(|v| !v.is_empty()) {
+        if let Some(vpc) = attached_vpc(live) {
             ec2.detach_internet_gateway()
                 .internet_gateway_id(&live.physical_id)
                 .vpc_id(vpc)

@@ -1,28 +1,38 @@
 //! `kms-alias`: `alias/tap-{r}-{env}` pointing at the region key.
 
+use super::cx::StackCx;
 use super::names;
+use super::typed::{Kind, Observe};
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
-use serde_json::json;
-use std::collections::BTreeSet;
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use std::sync::Arc;
 
 pub struct KmsAlias(pub Arc<Aws>);
 
+crate::spec! {
+    /// The alias points at the region key.
+    pub struct AliasSpec, AliasLive, AliasChanged {
+        target_key_id: String,
+    }
+    immutable []
+}
+
 #[async_trait::async_trait]
-impl Resource for KmsAlias {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let key = cx.attr(&node_id(cx.node.side, "kms-key"), "id")?;
-        Ok(Props::from([("target_key_id".into(), json!(key))]))
+impl Kind for KmsAlias {
+    type Spec = AliasSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<AliasSpec, NodeError> {
+        Ok(AliasSpec {
+            target_key_id: cx.attr(&cx.local("kms-key"), "id")?,
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
-        format!("alias {}", names::kms_alias(&cx.inputs, cx.node.side))
+        format!("alias {}", names::kms_alias(cx.inputs(), &cx.region))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let name = names::kms_alias(&cx.inputs, cx.node.side);
+        let name = names::kms_alias(cx.inputs(), &cx.region);
         let aliases = super::kms_key::list_aliases(&self.0, &cx.region).await?;
         Ok(aliases
             .into_iter()
@@ -31,13 +41,15 @@ impl Resource for KmsAlias {
                 Live::new(&name)
                     .arn(a.alias_arn.unwrap_or_default())
                     .attr("name", &name)
-                    .prop("target_key_id", a.target_key_id.unwrap_or_default())
+                    .observed(&AliasLive {
+                        target_key_id: Some(a.target_key_id.unwrap_or_default()),
+                    })
             }))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let name = names::kms_alias(&cx.inputs, cx.node.side);
-        let key = d["target_key_id"].as_str().unwrap_or_default();
+    async fn create(&self, cx: &NodeCx, want: &AliasSpec) -> Result<Live, NodeError> {
+        let name = names::kms_alias(cx.inputs(), &cx.region);
+        let key = &want.target_key_id;
         self.0
             .kms(&cx.region)
             .create_alias()
@@ -51,8 +63,8 @@ impl Resource for KmsAlias {
             .ok_or_else(|| NodeError::fatal("ListAliases", "NotFound", format!("{name} missing after CreateAlias")))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
-        let key = d["target_key_id"].as_str().unwrap_or_default();
+    async fn update(&self, cx: &NodeCx, live: &Live, want: &AliasSpec, _: &AliasChanged) -> Result<(), NodeError> {
+        let key = &want.target_key_id;
         self.0
             .kms(&cx.region)
             .update_alias()

@@ -1,5 +1,6 @@
 //! `kms-key`: the region's symmetric key, its policy and rotation.
 
+use super::cx::StackCx;
 use super::{names, policy, tag_map};
 use crate::aws::{Aws, SendExt};
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
@@ -132,10 +133,7 @@ impl Resource for KmsKey {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
         let account = self.0.account_id(&cx.region).await?;
         Ok(Props::from([
-            (
-                "description".into(),
-                json!(names::key_description(&cx.inputs, cx.node.side)),
-            ),
+            ("description".into(), json!(names::key_description(&cx.region))),
             ("rotation".into(), json!(true)),
             ("policy".into(), policy::normalize(&key_policy(&account, &cx.region))),
             ("tags".into(), json!(cx.tags())),
@@ -150,14 +148,14 @@ impl Resource for KmsKey {
         }
         let kms = self.0.kms(&cx.region);
         // By alias, then by ownership tags.
-        let alias = names::kms_alias(&cx.inputs, cx.node.side);
+        let alias = names::kms_alias(cx.inputs(), &cx.region);
         let aliases = list_aliases(&self.0, &cx.region).await?;
         if let Some(target) = aliases
             .iter()
             .find(|a| a.alias_name.as_deref() == Some(alias.as_str()))
             .and_then(|a| a.target_key_id.clone())
             && let Some(l) = self.describe(&cx.region, &target).await?
-            && l.owned_by(&cx.inputs.env, cx.id()) != Some(false)
+            && l.owned_by(&cx.env, cx.id()) != Some(false)
         {
             return Ok(Some(l));
         }
@@ -180,7 +178,7 @@ impl Resource for KmsKey {
                 .absent_on("ListResourceTags", &["NotFoundException", "AccessDeniedException"])?;
             let owned = tags.and_then(|t| t.tags).is_some_and(|t| {
                 let m = tag_map(t.into_iter().map(|t| (t.tag_key, t.tag_value)));
-                m.get(crate::config::STACK_TAG) == Some(&cx.inputs.env)
+                m.get(crate::config::STACK_TAG) == Some(&cx.inputs().env)
                     && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
             });
             if owned && let Some(l) = self.describe(&cx.region, &id).await? {

@@ -1,8 +1,8 @@
 //! `lambda-function`: the replication monitor of the reference (python3.11), its zip built in
 //! memory, deterministically, so that its SHA-256 tells whether the deployed code differs.
 
+use super::cx::StackCx;
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime, State};
@@ -19,11 +19,7 @@ pub struct LambdaFunction(pub Arc<Aws>);
 pub const HANDLER: &str = include_str!("handler.py");
 
 pub fn function_name(cx: &NodeCx) -> String {
-    format!(
-        "tap-replication-monitor-{}-{}",
-        cx.inputs.r(cx.node.side),
-        cx.inputs.env
-    )
+    format!("tap-replication-monitor-{}-{}", cx.r(), cx.inputs().env)
 }
 
 /// `index.py` in a zip with fixed timestamps: the same bytes on every run.
@@ -59,16 +55,15 @@ pub fn code_sha256(zip: &[u8]) -> String {
 #[async_trait::async_trait]
 impl Resource for LambdaFunction {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         Ok(Props::from([
             ("runtime".into(), json!("python3.11")),
             ("handler".into(), json!("index.handler")),
-            ("role".into(), json!(cx.attr(&node_id(side, "iam-lambda-role"), "arn")?)),
+            ("role".into(), json!(cx.attr(&cx.local("iam-lambda-role"), "arn")?)),
             ("timeout".into(), json!(300)),
             ("memory".into(), json!(128)),
             (
                 "environment".into(),
-                json!({"SNS_TOPIC_ARN": cx.attr(&node_id(side, "sns-topic"), "arn")?}),
+                json!({"SNS_TOPIC_ARN": cx.attr(&cx.local("sns-topic"), "arn")?}),
             ),
             ("code_sha256".into(), json!(code_sha256(&code_zip()))),
             ("tags".into(), json!(cx.tags())),

@@ -1,9 +1,9 @@
 //! `launch-template`: `tap-lt-{r}-{env}`: Amazon Linux 2 from the region's SSM public parameter,
 //! t3.micro, the instance profile, `sg-app`, an encrypted 8 GiB gp3 root volume, IMDSv2 only.
 
+use super::cx::StackCx;
 use super::ec2;
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_ec2::types::{
     InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -20,7 +20,7 @@ pub struct LaunchTemplate(pub Arc<Aws>);
 pub const AMI_PARAMETER: &str = "/aws/service/ami-amazon-linux-latest/amzn2-ami-hvm-x86_64-gp2";
 
 pub fn template_name(cx: &NodeCx) -> String {
-    format!("tap-lt-{}-{}", cx.inputs.r(cx.node.side), cx.inputs.env)
+    format!("tap-lt-{}-{}", cx.r(), cx.inputs().env)
 }
 
 fn data(d: &Props) -> RequestLaunchTemplateData {
@@ -100,7 +100,6 @@ fn observed(mut live: Live, d: &ResponseLaunchTemplateData) -> Live {
 #[async_trait::async_trait]
 impl Resource for LaunchTemplate {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         let ami = self
             .0
             .ssm(&cx.region)
@@ -115,16 +114,13 @@ impl Resource for LaunchTemplate {
             ("instance_type".into(), json!("t3.micro")),
             (
                 "instance_profile".into(),
-                json!(cx.attr(&node_id(side, "iam-ec2-role"), "instance_profile_arn")?),
+                json!(cx.attr(&cx.local("iam-ec2-role"), "instance_profile_arn")?),
             ),
-            (
-                "security_groups".into(),
-                json!([cx.attr(&node_id(side, "sg-app"), "id")?]),
-            ),
+            ("security_groups".into(), json!([cx.attr(&cx.local("sg-app"), "id")?])),
             (
                 "root_volume".into(),
                 json!({"device": "/dev/xvda", "size_gib": 8, "type": "gp3", "encrypted": true,
-                       "kms_key": cx.attr(&node_id(side, "kms-key"), "arn")?}),
+                       "kms_key": cx.attr(&cx.local("kms-key"), "arn")?}),
             ),
             ("http_tokens".into(), json!("required")),
             ("tags".into(), ec2::desired_tags(cx)),

@@ -1,30 +1,41 @@
 //! `log-group`: the function's log group, created (or adopted) before the function so that
 //! Lambda does not create it without retention (defect 7 of the reference).
 
+use super::cx::StackCx;
 use super::names;
+use super::typed::{Kind, Observe, Spec, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
-use serde_json::json;
-use std::collections::BTreeSet;
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use std::sync::Arc;
 
 pub struct LogGroup(pub Arc<Aws>);
 
+crate::spec! {
+    /// SPEC: a week of retention.
+    pub struct LogGroupSpec, LogGroupLive, LogGroupChanged {
+        retention_days: i32,
+        tags: Tags,
+    }
+    immutable []
+}
+
 #[async_trait::async_trait]
-impl Resource for LogGroup {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("retention_days".into(), json!(7)),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+impl Kind for LogGroup {
+    type Spec = LogGroupSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<LogGroupSpec, NodeError> {
+        Ok(LogGroupSpec {
+            retention_days: 7,
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
-        format!("log group {}", names::log_group(&cx.inputs, cx.node.side))
+        format!("log group {}", names::log_group(cx.inputs(), &cx.region))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let name = names::log_group(&cx.inputs, cx.node.side);
+        let name = names::log_group(cx.inputs(), &cx.region);
         let logs = self.0.logs(&cx.region);
         let out = logs
             .describe_log_groups()
@@ -52,16 +63,17 @@ impl Resource for LogGroup {
             Live::new(&name)
                 .arn(&arn)
                 .attr("name", &name)
-                .prop(
-                    "retention_days",
-                    g.retention_in_days.map(|d| json!(d)).unwrap_or(json!(null)),
-                )
+                .observed(&LogGroupLive {
+                    // No retention reads as null (never expire): a difference from 7.
+                    retention_days: Some(g.retention_in_days.unwrap_or_default()),
+                    ..Default::default()
+                })
                 .tags(tags.tags.unwrap_or_default().into_iter().collect()),
         ))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let name = names::log_group(&cx.inputs, cx.node.side);
+    async fn create(&self, cx: &NodeCx, want: &LogGroupSpec) -> Result<Live, NodeError> {
+        let name = names::log_group(cx.inputs(), &cx.region);
         self.0
             .logs(&cx.region)
             .create_log_group()
@@ -71,29 +83,34 @@ impl Resource for LogGroup {
             .await
             .ok_on("CreateLogGroup", &["ResourceAlreadyExistsException"])?;
         let live = Live::new(&name);
-        self.update(cx, &live, d, &BTreeSet::from(["retention_days".to_string()]))
-            .await?;
+        self.update(cx, &live, want, &LogGroupSpec::all()).await?;
         self.read(cx)
             .await?
             .ok_or_else(|| NodeError::fatal("DescribeLogGroups", "NotFound", format!("{name} missing after create")))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &LogGroupSpec,
+        changed: &LogGroupChanged,
+    ) -> Result<(), NodeError> {
         let logs = self.0.logs(&cx.region);
-        if changed.contains("retention_days") {
-            let days = d["retention_days"].as_i64().unwrap_or(7) as i32;
+        if changed.retention_days {
             logs.put_retention_policy()
                 .log_group_name(&live.physical_id)
-                .retention_in_days(days)
+                .retention_in_days(want.retention_days)
                 .send()
                 .await
                 .op("PutRetentionPolicy")?;
         }
-        if changed.contains("tags") {
+        // After a create the ARN is not known yet: the create already tagged it.
+        if changed.tags && live.arn.is_some() {
             let arn = live.arn.clone().unwrap_or_default();
             logs.tag_resource()
                 .resource_arn(arn)
-                .set_tags(Some(cx.tags().into_iter().collect()))
+                .set_tags(Some(want.tags.clone().into_iter().collect()))
                 .send()
                 .await
                 .op("TagResource")?;

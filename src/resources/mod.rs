@@ -3,6 +3,7 @@
 pub mod asg;
 pub mod cf_oac;
 pub mod cloudfront;
+pub mod cx;
 pub mod db_secret;
 pub mod db_subnet_group;
 pub mod ec2;
@@ -26,6 +27,7 @@ pub mod s3_replication;
 pub mod security_group;
 pub mod sns_topic;
 pub mod subnet;
+pub mod typed;
 pub mod vpc;
 
 use std::collections::BTreeMap;

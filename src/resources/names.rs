@@ -1,10 +1,11 @@
 //! SPEC names, in one place: every resource file and every test derives names from here.
 
-use crate::config::{Inputs, Side};
+use crate::config::Inputs;
+use crate::topology::r;
 
 /// `tap-bucket-{r}-{env}-{account}`: bucket names are global across all accounts.
-pub fn bucket(i: &Inputs, side: Side) -> String {
-    global(format!("tap-bucket-{}-{}", i.r(side), i.env), i)
+pub fn bucket(i: &Inputs, region: &str) -> String {
+    global(format!("tap-bucket-{}-{}", r(region), i.env), i)
 }
 
 /// `tap-cf-logs-{env}-{account}`.
@@ -22,26 +23,26 @@ fn global(name: String, i: &Inputs) -> String {
 
 /// `tap-db-{r}-{env}`: named by region, not by role (after a failover the secondary's instance
 /// is the writer).
-pub fn db_instance(i: &Inputs, side: Side) -> String {
-    format!("tap-db-{}-{}", i.r(side), i.env)
+pub fn db_instance(i: &Inputs, region: &str) -> String {
+    format!("tap-db-{}-{}", r(region), i.env)
 }
 
-pub fn bucket_arn(i: &Inputs, side: Side) -> String {
-    format!("arn:aws:s3:::{}", bucket(i, side))
+pub fn bucket_arn(i: &Inputs, region: &str) -> String {
+    format!("arn:aws:s3:::{}", bucket(i, region))
 }
 
-pub fn kms_alias(i: &Inputs, side: Side) -> String {
-    format!("alias/tap-{}-{}", i.r(side), i.env)
+pub fn kms_alias(i: &Inputs, region: &str) -> String {
+    format!("alias/tap-{}-{}", r(region), i.env)
 }
 
 pub fn replication_role(i: &Inputs) -> String {
     format!("tap-s3-replication-{}", i.env)
 }
 
-pub fn key_description(i: &Inputs, side: Side) -> String {
-    format!("TAP Multi-Region KMS Key - {}", i.region(side))
+pub fn key_description(region: &str) -> String {
+    format!("TAP Multi-Region KMS Key - {}", region)
 }
 
-pub fn log_group(i: &Inputs, side: Side) -> String {
-    format!("/aws/lambda/tap-replication-monitor-{}-{}", i.r(side), i.env)
+pub fn log_group(i: &Inputs, region: &str) -> String {
+    format!("/aws/lambda/tap-replication-monitor-{}-{}", r(region), i.env)
 }

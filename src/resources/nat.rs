@@ -1,10 +1,9 @@
 //! `nat-eip` and `nat-gateway`: one Elastic IP and one NAT gateway in `subnet-public-a`.
 //! The gateway is waited for (`available` before its routes, `deleted` before the EIP goes).
 
+use super::cx::StackCx;
 use super::ec2::{self, Lookup};
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
-use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
 use aws_sdk_ec2::types::{Address, DomainType, NatGateway as Ngw, NatGatewayState, ResourceType};
 use serde_json::json;
@@ -12,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct NatEip(pub Arc<Aws>);
-pub struct NatGateway(pub Arc<Aws>, pub WaitPolicy);
+pub struct NatGateway(pub Arc<Aws>);
 
 fn eip_live(a: Address) -> Live {
     let id = a.allocation_id.clone().unwrap_or_default();
@@ -121,15 +120,11 @@ impl NatGateway {
 #[async_trait::async_trait]
 impl Resource for NatGateway {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         Ok(Props::from([
-            (
-                "subnet".into(),
-                json!(cx.attr(&node_id(side, "subnet-public-a"), "id")?),
-            ),
+            ("subnet".into(), json!(cx.attr(&cx.local("subnet-public-a"), "id")?)),
             (
                 "allocation".into(),
-                json!(cx.attr(&node_id(side, "nat-eip"), "allocation_id")?),
+                json!(cx.attr(&cx.local("nat-eip"), "allocation_id")?),
             ),
             ("tags".into(), ec2::desired_tags(cx)),
         ]))
@@ -216,9 +211,5 @@ impl Resource for NatGateway {
 
     fn waits_for_deletion(&self) -> bool {
         true
-    }
-
-    fn wait_policy(&self) -> WaitPolicy {
-        self.1
     }
 }

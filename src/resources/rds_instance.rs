@@ -2,13 +2,11 @@
 //! `rds-replica` (cross-region read replica by the primary's ARN, encrypted with the secondary
 //! key; defect 2 of the reference). The password is read from the secret only to be sent.
 
+use super::cx::StackCx;
 use super::db_subnet_group;
 use super::names;
 use super::rds_tags;
 use crate::aws::{Aws, SendExt};
-use crate::config::Side;
-use crate::engine::graph::node_id;
-use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
 use aws_sdk_rds::types::DbInstance;
 use serde_json::{Value, json};
@@ -21,12 +19,12 @@ pub enum Role {
     Replica,
 }
 
-pub struct RdsInstance(pub Arc<Aws>, pub Role, pub WaitPolicy);
+pub struct RdsInstance(pub Arc<Aws>, pub Role);
 
 impl RdsInstance {
     /// The master password, from `db-secret` (read at the moment of use, never kept).
     async fn password(&self, cx: &NodeCx) -> Result<String, NodeError> {
-        let secret = cx.attr(&node_id(Side::Primary, "db-secret"), "arn")?;
+        let secret = cx.attr(&cx.writer("db-secret"), "arn")?;
         super::db_secret::master_password(&self.0, &cx.region, &secret).await
     }
 }
@@ -134,17 +132,13 @@ fn s(d: &Props, k: &str) -> String {
 #[async_trait::async_trait]
 impl Resource for RdsInstance {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         let mut p = Props::from([
             ("class".into(), json!("db.t3.micro")),
             ("encrypted".into(), json!(true)),
-            ("kms_key".into(), json!(cx.attr(&node_id(side, "kms-key"), "arn")?)),
+            ("kms_key".into(), json!(cx.attr(&cx.local("kms-key"), "arn")?)),
             ("publicly_accessible".into(), json!(false)),
-            ("subnet_group".into(), json!(db_subnet_group::name(&cx.inputs.env))),
-            (
-                "security_groups".into(),
-                json!([cx.attr(&node_id(side, "sg-db"), "id")?]),
-            ),
+            ("subnet_group".into(), json!(db_subnet_group::name(&cx.inputs().env))),
+            ("security_groups".into(), json!([cx.attr(&cx.local("sg-db"), "id")?])),
             ("tags".into(), json!(cx.tags())),
         ]);
         match self.1 {
@@ -166,10 +160,7 @@ impl Resource for RdsInstance {
                 }
             }
             Role::Replica => {
-                p.insert(
-                    "source".into(),
-                    json!(cx.attr(&node_id(Side::Primary, "rds-primary"), "arn")?),
-                );
+                p.insert("source".into(), json!(cx.attr(&cx.writer("rds-primary"), "arn")?));
             }
         }
         Ok(p)
@@ -188,17 +179,17 @@ impl Resource for RdsInstance {
     }
 
     fn object(&self, cx: &NodeCx) -> String {
-        format!("DB instance {}", names::db_instance(&cx.inputs, cx.node.side))
+        format!("DB instance {}", names::db_instance(cx.inputs(), &cx.region))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let id = names::db_instance(&cx.inputs, cx.node.side);
+        let id = names::db_instance(cx.inputs(), &cx.region);
         Ok(self.describe(cx, &id).await?.map(to_live))
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
         let rds = self.0.rds(&cx.region);
-        let id = names::db_instance(&cx.inputs, cx.node.side);
+        let id = names::db_instance(cx.inputs(), &cx.region);
         let sgs: Vec<String> = serde_json::from_value(d["security_groups"].clone()).unwrap_or_default();
         let out = match self.1 {
             Role::Primary => {
@@ -360,10 +351,6 @@ impl Resource for RdsInstance {
 
     fn waits_for_deletion(&self) -> bool {
         true
-    }
-
-    fn wait_policy(&self) -> WaitPolicy {
-        self.2
     }
 }
 

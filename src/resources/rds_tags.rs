@@ -1,5 +1,6 @@
 //! Tags of RDS objects (subnet groups, instances): same API for both.
 
+use super::cx::StackCx;
 use crate::aws::{Aws, SendExt};
 use crate::engine::resource::{NodeCx, NodeError};
 use aws_sdk_rds::types::Tag;

@@ -1,9 +1,9 @@
 //! `route-table-public`, `route-table-private-{a,b}`, `route-table-database-{a,b}`: the default
 //! route (internet gateway, NAT gateway, or none) and the subnet associations.
 
+use super::cx::StackCx;
 use super::ec2::{self, Lookup};
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_ec2::types::{ResourceType, RouteTable as Rt};
 use serde_json::{Map, Value, json};
@@ -71,19 +71,18 @@ fn to_live(t: Rt) -> Live {
 #[async_trait::async_trait]
 impl Resource for RouteTable {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let side = cx.node.side;
         let (target, subnet_kinds) = layout(cx.node.kind);
         let mut routes = Map::new();
         if let Some((kind, attr)) = target {
-            routes.insert(DEFAULT.into(), json!(cx.attr(&node_id(side, kind), attr)?));
+            routes.insert(DEFAULT.into(), json!(cx.attr(&cx.local(kind), attr)?));
         }
         let mut subnets = subnet_kinds
             .iter()
-            .map(|k| cx.attr(&node_id(side, k), "id"))
+            .map(|k| cx.attr(&cx.local(k), "id"))
             .collect::<Result<Vec<_>, _>>()?;
         subnets.sort();
         Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&node_id(side, "vpc"), "id")?)),
+            ("vpc".into(), json!(cx.attr(&cx.local("vpc"), "id")?)),
             ("routes".into(), Value::Object(routes)),
             ("subnets".into(), json!(subnets)),
             ("tags".into(), ec2::desired_tags(cx)),

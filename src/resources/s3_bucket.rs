@@ -1,8 +1,8 @@
 //! `s3-bucket` (the region's data bucket) and `cf-log-bucket` (CloudFront standard logs).
 
+use super::cx::StackCx;
 use super::{names, tag_map};
 use crate::aws::{Aws, SendExt, compat};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
@@ -100,8 +100,8 @@ fn another_account(name: &str, op: &str) -> NodeError {
 impl S3Bucket {
     fn name(&self, cx: &NodeCx) -> String {
         match self.1 {
-            Variant::Data => names::bucket(&cx.inputs, cx.node.side),
-            Variant::CloudFrontLogs => cf_log_bucket(&cx.inputs),
+            Variant::Data => names::bucket(cx.inputs(), &cx.region),
+            Variant::CloudFrontLogs => cf_log_bucket(cx.inputs()),
         }
     }
 
@@ -284,7 +284,7 @@ impl Resource for S3Bucket {
         ]);
         match self.1 {
             Variant::Data => {
-                let key = cx.attr(&node_id(cx.node.side, "kms-key"), "arn")?;
+                let key = cx.attr(&cx.local("kms-key"), "arn")?;
                 p.insert("versioning".into(), json!("Enabled"));
                 p.insert("sse_algorithm".into(), json!("aws:kms"));
                 p.insert("sse_kms_key".into(), json!(key));
@@ -352,7 +352,7 @@ impl Resource for S3Bucket {
             )
         };
         let live = self.describe(cx, name).await?.ok_or_else(missing)?;
-        if live.owned_by(&cx.inputs.env, cx.id()) != Some(true) {
+        if live.owned_by(&cx.env, cx.id()) != Some(true) {
             // moto ignores tags in CreateBucketConfiguration (AWS applies them), and keeps the
             // tags of a deleted bucket for a new one of the same name. The bucket was just
             // created here: it is ours.

@@ -1,5 +1,6 @@
 //! `s3-bucket-policy`: TLS-only access, and reads by the CloudFront distribution (OAC).
 
+use super::cx::StackCx;
 use super::{names, policy};
 use crate::aws::{Aws, SendExt};
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
@@ -34,7 +35,7 @@ pub fn bucket_policy(bucket_arn: &str, distribution_arn: Option<&str>) -> Value 
 
 impl S3BucketPolicy {
     fn authored(&self, cx: &NodeCx) -> Result<Value, NodeError> {
-        let arn = names::bucket_arn(&cx.inputs, cx.node.side);
+        let arn = names::bucket_arn(cx.inputs(), &cx.region);
         Ok(bucket_policy(&arn, self.distribution(cx)?.as_deref()))
     }
 
@@ -54,11 +55,11 @@ impl Resource for S3BucketPolicy {
     }
 
     fn object(&self, cx: &NodeCx) -> String {
-        format!("policy of bucket {}", names::bucket(&cx.inputs, cx.node.side))
+        format!("policy of bucket {}", names::bucket(cx.inputs(), &cx.region))
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let bucket = names::bucket(cx.inputs(), &cx.region);
         let out = self.0.s3(&cx.region).get_bucket_policy().bucket(&bucket).send().await;
         let out = match out.absent_on("GetBucketPolicy", &["NoSuchBucketPolicy", "NoSuchBucket"]) {
             Ok(o) => o,
@@ -72,7 +73,7 @@ impl Resource for S3BucketPolicy {
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let bucket = names::bucket(cx.inputs(), &cx.region);
         let live = Live::new(&bucket).attr("bucket", &bucket);
         self.update(cx, &live, d, &BTreeSet::new()).await?;
         Ok(live.prop("policy", d["policy"].clone()))

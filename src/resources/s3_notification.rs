@@ -1,9 +1,9 @@
 //! `s3-notification`: the bucket's ObjectCreated and Replication events go to the function,
 //! after a Lambda permission for S3 scoped to the bucket and account (defect 4).
 
+use super::cx::StackCx;
 use super::names;
 use crate::aws::{Aws, SendExt, compat};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
 use serde_json::json;
@@ -30,7 +30,7 @@ impl S3Notification {
             return Ok(false);
         };
         let doc: serde_json::Value = serde_json::from_str(p.policy.as_deref().unwrap_or("{}")).unwrap_or_default();
-        let bucket = names::bucket_arn(&cx.inputs, cx.node.side);
+        let bucket = names::bucket_arn(cx.inputs(), &cx.region);
         Ok(doc["Statement"].as_array().is_some_and(|st| {
             st.iter()
                 .any(|s| s["Sid"] == STATEMENT_ID && s.to_string().contains(&bucket))
@@ -42,10 +42,7 @@ impl S3Notification {
 impl Resource for S3Notification {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
         Ok(Props::from([
-            (
-                "function".into(),
-                json!(cx.attr(&node_id(cx.node.side, "lambda-function"), "arn")?),
-            ),
+            ("function".into(), json!(cx.attr(&cx.local("lambda-function"), "arn")?)),
             ("events".into(), json!(EVENTS)),
             ("permission".into(), json!(true)),
         ]))
@@ -54,12 +51,12 @@ impl Resource for S3Notification {
     fn object(&self, cx: &NodeCx) -> String {
         format!(
             "notification configuration of bucket {}",
-            names::bucket(&cx.inputs, cx.node.side)
+            names::bucket(cx.inputs(), &cx.region)
         )
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let bucket = names::bucket(cx.inputs(), &cx.region);
         let out = self
             .0
             .s3(&cx.region)
@@ -91,7 +88,7 @@ impl Resource for S3Notification {
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let bucket = names::bucket(&cx.inputs, cx.node.side);
+        let bucket = names::bucket(cx.inputs(), &cx.region);
         let live = Live::new(&bucket).attr("bucket", &bucket).prop("permission", false);
         self.update(cx, &live, d, &["permission", "function"].map(String::from).into())
             .await?;
@@ -114,7 +111,7 @@ impl Resource for S3Notification {
                 .statement_id(STATEMENT_ID)
                 .action("lambda:InvokeFunction")
                 .principal("s3.amazonaws.com")
-                .source_arn(names::bucket_arn(&cx.inputs, cx.node.side))
+                .source_arn(names::bucket_arn(cx.inputs(), &cx.region))
                 .source_account(account)
                 .send()
                 .await

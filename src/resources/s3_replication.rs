@@ -1,9 +1,8 @@
 //! `s3-replication`: the primary bucket's replication configuration (SSE-KMS objects included).
 
+use super::cx::StackCx;
 use super::names;
 use crate::aws::{Aws, SendExt};
-use crate::config::Side;
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_s3::types::{
     DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, EncryptionConfiguration, Metrics,
@@ -18,14 +17,17 @@ pub struct S3Replication(pub Arc<Aws>);
 
 pub const RULE_ID: &str = "ReplicateToSecondaryRegion";
 
+/// Where the writer's bucket replicates to: the next region.
+fn destination(cx: &NodeCx) -> &str {
+    let t = cx.topo();
+    t.next(t.writer())
+}
+
 #[async_trait::async_trait]
 impl Resource for S3Replication {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
         Ok(Props::from([
-            (
-                "role".into(),
-                json!(cx.attr(&node_id(Side::Primary, "iam-replication-role"), "arn")?),
-            ),
+            ("role".into(), json!(cx.attr(&cx.home("iam-replication-role"), "arn")?)),
             ("rule_id".into(), json!(RULE_ID)),
             ("status".into(), json!("Enabled")),
             ("priority".into(), json!(1)),
@@ -33,7 +35,7 @@ impl Resource for S3Replication {
             ("delete_marker_replication".into(), json!("Disabled")),
             (
                 "destination_bucket".into(),
-                json!(names::bucket_arn(&cx.inputs, Side::Secondary)),
+                json!(names::bucket_arn(cx.inputs(), destination(cx))),
             ),
             ("storage_class".into(), json!("STANDARD_IA")),
             // SPEC v2: S3 emits the s3:Replication:* events the function subscribes to only with
@@ -41,7 +43,7 @@ impl Resource for S3Replication {
             ("metrics".into(), json!("Enabled")),
             (
                 "replica_kms_key".into(),
-                json!(cx.attr(&node_id(Side::Secondary, "kms-key"), "arn")?),
+                json!(cx.attr(&cx.topo().id(destination(cx), "kms-key"), "arn")?),
             ),
             ("sse_kms_encrypted_objects".into(), json!("Enabled")),
         ]))
@@ -50,12 +52,12 @@ impl Resource for S3Replication {
     fn object(&self, cx: &NodeCx) -> String {
         format!(
             "replication configuration of bucket {}",
-            names::bucket(&cx.inputs, Side::Primary)
+            names::bucket(cx.inputs(), cx.topo().writer())
         )
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        let bucket = names::bucket(&cx.inputs, Side::Primary);
+        let bucket = names::bucket(cx.inputs(), cx.topo().writer());
         let out = self
             .0
             .s3(&cx.region)
@@ -122,7 +124,7 @@ impl Resource for S3Replication {
     }
 
     async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let bucket = names::bucket(&cx.inputs, Side::Primary);
+        let bucket = names::bucket(cx.inputs(), cx.topo().writer());
         let live = Live::new(&bucket).attr("bucket", &bucket);
         self.update(cx, &live, d, &BTreeSet::new()).await?;
         Ok(live)

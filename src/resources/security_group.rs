@@ -1,8 +1,8 @@
 //! `sg-app` (80/443 from anywhere, all egress) and `sg-db` (5432 from `sg-app`, no egress).
 
+use super::cx::StackCx;
 use super::ec2::{self, Lookup};
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup as Sg, UserIdGroupPair};
 use serde_json::{Value, json};
@@ -72,8 +72,8 @@ fn to_live(g: Sg) -> Live {
 
 fn group_name(cx: &NodeCx) -> String {
     match cx.node.kind {
-        "sg-app" => format!("tap-app-{}", cx.inputs.env),
-        _ => format!("tap-db-{}", cx.inputs.env),
+        "sg-app" => format!("tap-app-{}", cx.inputs().env),
+        _ => format!("tap-db-{}", cx.inputs().env),
     }
 }
 
@@ -86,17 +86,12 @@ impl Resource for SecurityGroup {
                 vec![rule("-1", -1, -1, "0.0.0.0/0")],
             ),
             _ => (
-                vec![rule(
-                    "tcp",
-                    5432,
-                    5432,
-                    &cx.attr(&node_id(cx.node.side, "sg-app"), "id")?,
-                )],
+                vec![rule("tcp", 5432, 5432, &cx.attr(&cx.local("sg-app"), "id")?)],
                 vec![],
             ),
         };
         Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&node_id(cx.node.side, "vpc"), "id")?)),
+            ("vpc".into(), json!(cx.attr(&cx.local("vpc"), "id")?)),
             ("name".into(), json!(group_name(cx))),
             ("ingress".into(), json!(sorted(ingress))),
             ("egress".into(), json!(sorted(egress))),

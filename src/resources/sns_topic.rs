@@ -1,40 +1,45 @@
 //! `sns-topic`: `tap-replication-alerts-{r}-{env}`, encrypted with the region key, no subscriptions.
 
+use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_sns::types::Tag;
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct SnsTopic(pub Arc<Aws>);
 
-pub fn topic_name(cx: &NodeCx) -> String {
-    format!("tap-replication-alerts-{}-{}", cx.inputs.r(cx.node.side), cx.inputs.env)
+crate::spec! {
+    /// SPEC: a display name naming the region, the region key, no subscriptions.
+    pub struct TopicSpec, TopicLive, TopicChanged {
+        display_name: String,
+        kms_key: String,
+        tags: Tags,
+    }
+    immutable []
 }
 
-fn sns_tags(cx: &NodeCx) -> Vec<Tag> {
-    cx.tags()
+pub fn topic_name(cx: &NodeCx) -> String {
+    format!("tap-replication-alerts-{}-{}", cx.r(), cx.inputs().env)
+}
+
+fn sns_tags(tags: &Tags) -> Vec<Tag> {
+    tags.clone()
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value"))
         .collect()
 }
 
 #[async_trait::async_trait]
-impl Resource for SnsTopic {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            (
-                "display_name".into(),
-                json!(format!("TAP Replication Alerts - {}", cx.region)),
-            ),
-            (
-                "kms_key".into(),
-                json!(cx.attr(&node_id(cx.node.side, "kms-key"), "arn")?),
-            ),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+impl Kind for SnsTopic {
+    type Spec = TopicSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<TopicSpec, NodeError> {
+        Ok(TopicSpec {
+            display_name: format!("TAP Replication Alerts - {}", cx.region),
+            kms_key: cx.attr(&cx.local("kms-key"), "arn")?,
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -66,22 +71,24 @@ impl Resource for SnsTopic {
             Live::new(&arn)
                 .arn(&arn)
                 .attr("name", topic_name(cx))
-                .prop("display_name", attrs.get("DisplayName").cloned().unwrap_or_default())
-                .prop("kms_key", attrs.get("KmsMasterKeyId").cloned().unwrap_or_default())
+                .observed(&TopicLive {
+                    display_name: Some(attrs.get("DisplayName").cloned().unwrap_or_default()),
+                    kms_key: Some(attrs.get("KmsMasterKeyId").cloned().unwrap_or_default()),
+                    tags: None,
+                })
                 .tags(tags),
         ))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    async fn create(&self, cx: &NodeCx, want: &TopicSpec) -> Result<Live, NodeError> {
         let out = self
             .0
             .sns(&cx.region)
             .create_topic()
             .name(topic_name(cx))
-            .attributes("DisplayName", s("display_name"))
-            .attributes("KmsMasterKeyId", s("kms_key"))
-            .set_tags(Some(sns_tags(cx)))
+            .attributes("DisplayName", &want.display_name)
+            .attributes("KmsMasterKeyId", &want.kms_key)
+            .set_tags(Some(sns_tags(&want.tags)))
             .send()
             .await
             .op("CreateTopic")?;
@@ -89,11 +96,19 @@ impl Resource for SnsTopic {
         Ok(Live::new(&arn).arn(&arn).attr("name", topic_name(cx)))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &TopicSpec,
+        changed: &TopicChanged,
+    ) -> Result<(), NodeError> {
         let sns = self.0.sns(&cx.region);
-        for (key, attr) in [("display_name", "DisplayName"), ("kms_key", "KmsMasterKeyId")] {
-            if changed.contains(key) {
-                let v = d[key].as_str().unwrap_or_default();
+        for (changed, attr, v) in [
+            (changed.display_name, "DisplayName", &want.display_name),
+            (changed.kms_key, "KmsMasterKeyId", &want.kms_key),
+        ] {
+            if changed {
                 sns.set_topic_attributes()
                     .topic_arn(&live.physical_id)
                     .attribute_name(attr)
@@ -103,10 +118,10 @@ impl Resource for SnsTopic {
                     .op("SetTopicAttributes")?;
             }
         }
-        if changed.contains("tags") {
+        if changed.tags {
             sns.tag_resource()
                 .resource_arn(&live.physical_id)
-                .set_tags(Some(sns_tags(cx)))
+                .set_tags(Some(sns_tags(&want.tags)))
                 .send()
                 .await
                 .op("TagResource")?;

@@ -1,9 +1,9 @@
 //! `subnet-{public,private,database}-{a,b}`: six subnets in the first two available AZs.
 
+use super::cx::StackCx;
 use super::ec2::{self, Lookup};
 use super::vpc::second_octet;
 use crate::aws::{Aws, SendExt};
-use crate::engine::graph::node_id;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet as Ec2Subnet};
 use serde_json::json;
@@ -50,10 +50,10 @@ fn to_live(s: Ec2Subnet) -> Live {
 #[async_trait::async_trait]
 impl Resource for Subnet {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let (cidr, az_index, public) = layout(cx.node.kind, second_octet(cx.node.side));
+        let (cidr, az_index, public) = layout(cx.node.kind, second_octet(cx));
         let azs = ec2::first_two_azs(&self.0, &cx.region).await?;
         Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&node_id(cx.node.side, "vpc"), "id")?)),
+            ("vpc".into(), json!(cx.attr(&cx.local("vpc"), "id")?)),
             ("cidr".into(), json!(cidr)),
             ("az".into(), json!(azs[az_index])),
             ("map_public_ip".into(), json!(public)),

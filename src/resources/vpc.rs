@@ -1,8 +1,8 @@
 //! `vpc`: the region's VPC (CIDRs differ per region so they can be peered; defect 9).
 
+use super::cx::StackCx;
 use super::ec2::{self, Lookup};
 use crate::aws::{Aws, SendExt};
-use crate::config::Side;
 use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use serde_json::json;
@@ -11,12 +11,9 @@ use std::sync::Arc;
 
 pub struct Vpc(pub Arc<Aws>);
 
-/// `10.0.0.0/16` in the primary, `10.1.0.0/16` in the secondary.
-pub fn second_octet(side: Side) -> u8 {
-    match side {
-        Side::Primary => 0,
-        Side::Secondary => 1,
-    }
+/// `10.{index}.0.0/16`: the region's fixed index in the topology (home 0, secondaries 1..).
+pub fn second_octet(cx: &NodeCx) -> u8 {
+    cx.topo().index(&cx.node.region).unwrap_or(0) as u8
 }
 
 impl Vpc {
@@ -47,10 +44,7 @@ impl Vpc {
 impl Resource for Vpc {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
         Ok(Props::from([
-            (
-                "cidr".into(),
-                json!(format!("10.{}.0.0/16", second_octet(cx.node.side))),
-            ),
+            ("cidr".into(), json!(format!("10.{}.0.0/16", second_octet(cx)))),
             ("dns_support".into(), json!(true)),
             ("dns_hostnames".into(), json!(true)),
             ("tags".into(), ec2::desired_tags(cx)),

@@ -242,3 +242,44 @@ pub fn emulator_post(path: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{url}: {e}"))
 }
+
+/// The regions of the tests' stacks (one home, one secondary), as the tests name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Primary,
+    Secondary,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Primary, Side::Secondary];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Primary => "primary",
+            Side::Secondary => "secondary",
+        }
+    }
+}
+
+/// A region of the inputs by the tests' name for it.
+pub trait InputsExt {
+    fn region(&self, side: Side) -> &str;
+    /// `{r}` of SPEC: the region name without dashes.
+    fn r(&self, side: Side) -> String {
+        self.region(side).replace('-', "")
+    }
+}
+
+impl InputsExt for Inputs {
+    fn region(&self, side: Side) -> &str {
+        match side {
+            Side::Primary => self.topology.home(),
+            Side::Secondary => &self.topology.secondaries()[0],
+        }
+    }
+}
+
+/// The logical id of `kind` in the region `side`.
+pub fn node_id(side: Side, kind: &str) -> String {
+    format!("{}/{kind}", side.as_str())
+}

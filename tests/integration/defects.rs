@@ -1,12 +1,13 @@
 //! One test per defect of the reference that SPEC lists (and tap fixes).
 
 use crate::common::{self, raw, run};
+use crate::common::{InputsExt, Side};
 use crate::{verify, verify_edge};
 use serde_json::json;
 use std::sync::Arc;
 use tap::app::{Command, Options, Report};
 use tap::aws::{Aws, Call};
-use tap::config::{Inputs, Side};
+use tap::config::Inputs;
 
 struct Deployed {
     o: Options,

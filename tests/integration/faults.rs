@@ -3,11 +3,12 @@
 //! emulator of its own.
 
 use crate::common::{self, faults_injected, raw_at, run};
+use crate::common::{InputsExt, Side};
 use crate::{stack, verify, verify_edge};
 use std::collections::{BTreeMap, BTreeSet};
 use tap::app::{self, Command};
 use tap::aws::Aws;
-use tap::config::{Inputs, Side};
+use tap::config::Inputs;
 use tap::engine::reconcile::Action;
 
 /// 20 % of all requests faulted (throttled 6 %, 503 6 %, executed with the response lost 8 %),
@@ -116,7 +117,7 @@ pub async fn tagged_objects(aws: &Aws, i: &Inputs) -> BTreeMap<String, usize> {
         }
         let keys = verify::owned_keys(aws, i, side).await;
         if keys > 0 {
-            others.push((tap::engine::graph::node_id(side, "kms-key"), keys));
+            others.push((crate::common::node_id(side, "kms-key"), keys));
         }
     }
     let cf = aws.cloudfront("us-east-1");

@@ -59,7 +59,7 @@ async fn resume_and_check(env: &str) {
     assert_eq!(r.nodes.len(), app::graph().len());
     let found = tagged_objects(&aws, &i).await;
     assert!(found.values().all(|c| *c == 1), "duplicates after resume: {found:?}");
-    assert_eq!(verify::owned_keys(&aws, &i, tap::config::Side::Primary).await, 1);
+    assert_eq!(verify::owned_keys(&aws, &i, crate::common::Side::Primary).await, 1);
     let second = run(Cmd::Deploy, &o).await;
     assert_eq!(common::mutating(&second), Vec::<String>::new());
     run(Cmd::Destroy, &o).await;

@@ -60,7 +60,7 @@ async fn replace_is_refused_before_touching_anything_unless_allowed() {
         r.action("primary/vpc")
             .is_some_and(|a| matches!(a, Action::Replace { .. }))
     );
-    crate::verify_stack::network(&aws, &i, tap::config::Side::Primary).await;
+    crate::verify_stack::network(&aws, &i, crate::common::Side::Primary).await;
     run(Command::Destroy, &o).await;
     verify_edge::nothing_left(&aws, &i).await;
 }
@@ -208,7 +208,7 @@ async fn an_object_deleted_outside_is_recreated_and_dependents_follow() {
         .clone()
         .unwrap();
     assert_ne!(new, old);
-    crate::verify_stack::network(&aws, &i, tap::config::Side::Primary).await;
+    crate::verify_stack::network(&aws, &i, crate::common::Side::Primary).await;
     let clean = run(Command::Plan, &o).await;
     assert!(changed(&clean).is_empty(), "{:?}", changed(&clean));
     let again = run(Command::Deploy, &o).await;
@@ -256,8 +256,8 @@ async fn a_node_no_longer_in_the_graph_is_planned_and_deleted() {
     verify_edge::monitoring(
         &aws,
         &i,
-        tap::config::Side::Primary,
-        &verify::kms_key(&aws, &i, tap::config::Side::Primary).await,
+        crate::common::Side::Primary,
+        &verify::kms_key(&aws, &i, crate::common::Side::Primary).await,
     )
     .await;
     run(Command::Destroy, &o).await;

@@ -2,11 +2,11 @@
 //! without a mutating call, destroy, nothing left.
 
 use crate::common::{self, mutating, raw, run};
+use crate::common::{InputsExt, Side};
 use crate::{verify, verify_edge, verify_stack};
 use tap::app::Command;
 use tap::aws::Aws;
 use tap::config::Inputs;
-use tap::config::Side;
 use tap::engine::reconcile::Action;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

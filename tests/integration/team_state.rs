@@ -2,6 +2,7 @@
 
 use crate::cli::stderr;
 use crate::common;
+use crate::common::InputsExt;
 use crate::operator::assert_no_debug_dump;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -257,7 +258,7 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
     let resumed = tap_at(ep, env, url, &["deploy"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
     let i = crate::verify::inputs(env);
-    for side in tap::config::Side::BOTH {
+    for side in crate::common::Side::BOTH {
         let vpcs = aws
             .ec2(i.region(side))
             .describe_vpcs()

@@ -1,10 +1,11 @@
 //! SPEC checks by raw describe/get calls, both regions. Independent of tap's own read code.
 
+use crate::common::{InputsExt, Side};
 use aws_sdk_kms::types::KeyState;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tap::aws::Aws;
-use tap::config::{Inputs, Side};
+use tap::config::Inputs;
 
 /// moto's account id: SPEC v2's global names end in it.
 pub const ACCOUNT: &str = "123456789012";

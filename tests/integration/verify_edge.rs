@@ -1,10 +1,11 @@
 //! SPEC checks for compute, monitoring and CloudFront rows, and "nothing of the env remains".
 
+use crate::common::{InputsExt, Side};
 use crate::verify::{ACCOUNT, assert_tags, statements};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tap::aws::Aws;
-use tap::config::{Inputs, Side};
+use tap::config::Inputs;
 
 fn id_of(side: Side, kind: &str) -> String {
     format!("{}/{kind}", side.as_str())

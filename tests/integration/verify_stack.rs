@@ -1,11 +1,12 @@
 //! SPEC checks for the rows beyond the first slice, by raw describe/get calls, both regions.
 
+use crate::common::{InputsExt, Side};
 use crate::verify::{assert_tags, statements};
 use aws_sdk_ec2::types::Filter;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tap::aws::Aws;
-use tap::config::{Inputs, Side};
+use tap::config::Inputs;
 
 fn f(name: &str, v: &str) -> Filter {
     Filter::builder().name(name).values(v).build()

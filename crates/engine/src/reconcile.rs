@@ -6,12 +6,12 @@
 //! eventual-consistency classes, each with its own budget; creates follow the protocol in
 //! `create`.
 
-use crate::engine::cancel::Cancel;
-use crate::engine::events::{At, Event, Events};
-use crate::engine::resource::{Change, Live, NodeCx, NodeError, Props, Resource, diff};
-use crate::engine::scheduler::Progress;
-use crate::engine::state::{NodeState, NodeStatus};
-use crate::engine::store::{StateStore, now};
+use crate::cancel::Cancel;
+use crate::events::{At, Event, Events};
+use crate::resource::{Change, Live, NodeCx, NodeError, Props, Resource, diff};
+use crate::scheduler::Progress;
+use crate::state::{NodeState, NodeStatus};
+use crate::store::{StateStore, now};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -180,7 +180,7 @@ impl Driver {
     pub(crate) async fn read(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let live = self.call(cx, || r.read(cx)).await?;
         if let Some(l) = &live
-            && l.owned_by(&cx.inputs.env, cx.id()) == Some(false)
+            && l.owned_by(&cx.env, cx.id()) == Some(false)
         {
             let t = l.tags.clone().unwrap_or_default();
             return Err(NodeError::fatal(
@@ -189,8 +189,8 @@ impl Driver {
                 format!(
                     "{} exists but is tagged tap:stack={:?} tap:id={:?}; tap will not take it over",
                     l.physical_id,
-                    t.get(crate::config::STACK_TAG),
-                    t.get(crate::config::ID_TAG)
+                    t.get(crate::resource::STACK_TAG),
+                    t.get(crate::resource::ID_TAG)
                 ),
             ));
         }
@@ -258,13 +258,13 @@ impl Driver {
             if prior.status == NodeStatus::Creating || prior.token.is_some() {
                 self.call(cx, || r.after_create(cx, l, &desired)).await?;
             }
-            self.wait(cx, r.wait_policy(), "readiness", || r.ready(cx, l)).await?;
+            self.wait(cx, cx.wait, "readiness", || r.ready(cx, l)).await?;
             live = self.call(cx, || r.read(cx)).await?.or(live);
         } else if let Some(l) = &live
             && cx.prior.is_none()
         {
             // Adopted (state lost): it may still be transitioning.
-            self.wait(cx, r.wait_policy(), "readiness", || r.ready(cx, l)).await?;
+            self.wait(cx, cx.wait, "readiness", || r.ready(cx, l)).await?;
         }
         let (action, live) = match live {
             None => (Action::Create, self.create(r, cx, &desired).await?),
@@ -274,7 +274,7 @@ impl Driver {
                     self.record(cx, &l, l.props.clone(), NodeStatus::Updating).await?;
                     let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
                     self.call(cx, || r.update(cx, &l, &desired, &keys)).await?;
-                    self.wait(cx, r.wait_policy(), "update", || r.ready(cx, &l)).await?;
+                    self.wait(cx, cx.wait, "update", || r.ready(cx, &l)).await?;
                     // Values dependents read may have changed with the update.
                     let fresh = self.call(cx, || r.read(cx)).await?.unwrap_or(l);
                     (Action::Update { changes }, fresh)
@@ -333,12 +333,12 @@ impl Driver {
         .await?;
         self.progress.set_status(cx.id(), "deleting");
         if self.call(cx, || r.prepare_delete(cx, live)).await? {
-            self.wait(cx, r.wait_policy(), "deletable state", || r.deletable(cx, live))
+            self.wait(cx, cx.wait, "deletable state", || r.deletable(cx, live))
                 .await?;
         }
         self.call(cx, || r.delete(cx, live)).await?;
         if r.waits_for_deletion() {
-            self.wait(cx, r.wait_policy(), "deletion", || r.gone(cx, live)).await?;
+            self.wait(cx, cx.wait, "deletion", || r.gone(cx, live)).await?;
         }
         Ok(())
     }
@@ -390,9 +390,9 @@ impl Driver {
             };
             let action = match live {
                 None => Action::None,
-                Some(l) if l.owned_by(&cx.inputs.env, cx.id()) == Some(false) => {
+                Some(l) if l.owned_by(&cx.env, cx.id()) == Some(false) => {
                     return Ok(Action::Skip {
-                        reason: format!("{} is not tagged tap:stack={}", l.physical_id, cx.inputs.env),
+                        reason: format!("{} is not tagged tap:stack={}", l.physical_id, cx.env),
                     });
                 }
                 Some(l) => {
@@ -416,9 +416,9 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::policy::{RetryPolicy, WaitPolicy};
-    use crate::engine::resource::{ErrorClass, Readiness};
-    use crate::engine::state::State;
+    use crate::policy::{RetryPolicy, WaitPolicy};
+    use crate::resource::{ErrorClass, Readiness};
+    use crate::state::State;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
     use tokio::time::Instant;
@@ -433,7 +433,7 @@ mod tests {
     }
 
     fn cx() -> NodeCx {
-        crate::engine::resource::test_cx("primary/x", "x")
+        crate::resource::test_cx("primary/x", "x")
     }
 
     fn err(class: ErrorClass) -> NodeError {
@@ -521,5 +521,65 @@ mod tests {
         assert_eq!(never.code, "WaitTimeout");
         assert!(never.message.contains("still creating"), "{}", never.message);
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+    use crate::resource::{Live, Props, Readiness, test_cx};
+    use crate::state::State;
+    use crate::store::StateStore;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// A kind that never becomes ready.
+    struct Forever;
+
+    #[async_trait::async_trait]
+    impl Resource for Forever {
+        async fn desired(&self, _: &NodeCx) -> Result<Props, NodeError> {
+            Ok(Props::new())
+        }
+        async fn read(&self, _: &NodeCx) -> Result<Option<Live>, NodeError> {
+            Ok(None)
+        }
+        async fn create(&self, _: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+            Ok(Live::new("x-1"))
+        }
+        async fn update(&self, _: &NodeCx, _: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+            Ok(())
+        }
+        async fn delete(&self, _: &NodeCx, _: &Live) -> Result<(), NodeError> {
+            Ok(())
+        }
+        async fn ready(&self, _: &NodeCx, _: &Live) -> Result<Readiness, NodeError> {
+            Ok(Readiness::Pending("creating".into()))
+        }
+    }
+
+    /// Regression: `--max-wait` reached only the kinds that carried a wait policy of their own.
+    /// The driver now waits as long as the node's context says, whatever the kind.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_is_the_one_the_stack_gives() {
+        let dir = std::env::temp_dir().join(format!("tap-wait-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(StateStore::new(dir.join("state.json"), State::new(), false));
+        let driver = Driver::new(store, 2, Arc::default(), false);
+        for minutes in [1, 3] {
+            let mut cx = test_cx(&format!("primary/forever-{minutes}"), "forever");
+            cx.wait = crate::policy::WaitPolicy::minutes(minutes);
+            let t0 = Instant::now();
+            let e = driver.deploy(&Forever, &cx).await.unwrap_err();
+            assert_eq!(e.code, "WaitTimeout", "{e}");
+            let waited = t0.elapsed();
+            assert!(
+                waited >= Duration::from_secs(minutes * 60) && waited < Duration::from_secs(minutes * 60 + 31),
+                "waited {waited:?} for a {minutes}-minute policy"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

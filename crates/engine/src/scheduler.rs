@@ -1,10 +1,10 @@
 //! Dispatches every node the moment its prerequisites are done (no level barrier). A failed
 //! node blocks only what depends on it; everything else still runs. Each node runs exactly once.
 
-use crate::engine::cancel::Cancel;
-use crate::engine::events::{Event, Events, InFlight};
-use crate::engine::graph::Graph;
-use crate::engine::resource::NodeError;
+use crate::cancel::Cancel;
+use crate::events::{Event, Events, InFlight};
+use crate::graph::Graph;
+use crate::resource::NodeError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -283,17 +283,16 @@ fn block_all<O>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Side;
-    use crate::engine::resource::NodeError;
+    use crate::resource::NodeError;
 
     fn graph() -> Graph {
         // a -> b -> d ; c (independent, slow) ; a -> e
         let mut g = Graph::default();
-        let a = g.add(Side::Primary, "a", &[]).unwrap();
-        let b = g.add(Side::Primary, "b", std::slice::from_ref(&a)).unwrap();
-        g.add(Side::Secondary, "c", &[]).unwrap();
-        g.add(Side::Primary, "d", &[b]).unwrap();
-        g.add(Side::Primary, "e", &[a]).unwrap();
+        let a = g.add("primary/a", "r1", "a", &[]).unwrap();
+        let b = g.add("primary/b", "r1", "b", std::slice::from_ref(&a)).unwrap();
+        g.add("secondary/c", "r2", "c", &[]).unwrap();
+        g.add("primary/d", "r1", "d", &[b]).unwrap();
+        g.add("primary/e", "r1", "e", &[a]).unwrap();
         g
     }
 

@@ -2,8 +2,8 @@
 //! Recorded from the event stream, kept in the state file (`tap timeline` redraws the last run),
 //! drawn by `crate::timeline_svg`.
 
-use crate::engine::events::{Event, Sink};
-use crate::engine::graph::Graph;
+use crate::events::{Event, Sink};
+use crate::graph::Graph;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -147,8 +147,7 @@ fn mark_critical(bars: &mut [Bar], graph: &Graph, reverse: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Side;
-    use crate::engine::events::At;
+    use crate::events::At;
 
     fn at(node: &str) -> At {
         At {
@@ -162,9 +161,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn records_bars_waits_and_the_chain_that_bounded_the_run() {
         let mut g = Graph::default();
-        let a = g.add(Side::Primary, "a", &[]).unwrap();
-        let b = g.add(Side::Primary, "b", std::slice::from_ref(&a)).unwrap();
-        let c = g.add(Side::Primary, "c", &[]).unwrap();
+        let a = g.add("primary/a", "r1", "a", &[]).unwrap();
+        let b = g.add("primary/b", "r1", "b", std::slice::from_ref(&a)).unwrap();
+        let c = g.add("primary/c", "r1", "c", &[]).unwrap();
         let r = Recorder::new();
         let sink = r.sink();
         let step = |s: u64| tokio::time::advance(std::time::Duration::from_secs(s));

@@ -1,8 +1,8 @@
 //! The state of one run, shared by all node tasks: every transition is saved at once.
 
-use crate::engine::backend::{Backend, LocalFile};
-use crate::engine::resource::NodeError;
-use crate::engine::state::{NodeState, NodeStatus, State, StateError};
+use crate::backend::{Backend, LocalFile};
+use crate::resource::NodeError;
+use crate::state::{NodeState, NodeStatus, State, StateError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ pub struct StateStore {
     /// Set once a write met another writer's version: nothing more is written.
     conflict: std::sync::atomic::AtomicBool,
     /// Triggered on such a conflict: the run starts no more nodes.
-    pub on_conflict: Option<crate::engine::cancel::Cancel>,
+    pub on_conflict: Option<crate::cancel::Cancel>,
     writer: tokio::sync::Mutex<()>,
 }
 
@@ -141,7 +141,7 @@ impl StateStore {
         self.update(|s| s.outputs = outputs).await
     }
 
-    pub async fn set_last_run(&self, t: crate::engine::timeline::Timeline) -> Result<(), NodeError> {
+    pub async fn set_last_run(&self, t: crate::timeline::Timeline) -> Result<(), NodeError> {
         self.update(|s| s.last_run = Some(t)).await
     }
 }

@@ -1,7 +1,7 @@
 //! Where the state lives. The engine reads, writes and locks it through [`Backend`] and does not
 //! know which one it has: a local file ([`LocalFile`]), or an S3 object (`aws::state_s3`).
 
-use crate::engine::state::{State, StateError, StateLock};
+use crate::state::{State, StateError, StateLock};
 use std::path::PathBuf;
 
 /// Held for a run; `release` gives it up (a local lock also when dropped).

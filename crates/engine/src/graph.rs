@@ -1,7 +1,7 @@
 //! The dependency graph: nodes keyed by logical id (`primary/s3-bucket`), explicit edges.
-//! Knows nothing of AWS; `crate::stack` fills it in.
+//! Knows nothing of AWS nor of how regions are laid out: a node's region is an opaque key that
+//! the stack chooses (and the driver hands to the kind).
 
-use crate::config::Side;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Clone, Debug)]
@@ -10,7 +10,8 @@ pub struct Node {
     pub id: String,
     /// Resource kind, e.g. `s3-bucket`; selects the implementation.
     pub kind: &'static str,
-    pub side: Side,
+    /// The region the node lives in (an opaque key to the engine, e.g. `us-east-1`).
+    pub region: String,
     /// Logical ids this node needs first.
     pub deps: Vec<String>,
 }
@@ -31,21 +32,29 @@ pub enum GraphError {
 }
 
 impl Graph {
-    pub fn add(&mut self, side: Side, kind: &'static str, deps: &[String]) -> Result<String, GraphError> {
-        let id = node_id(side, kind);
-        self.add_named(id.clone(), side, kind, deps)?;
-        Ok(id)
-    }
-
-    pub fn add_named(&mut self, id: String, side: Side, kind: &'static str, deps: &[String]) -> Result<(), GraphError> {
+    /// Adds node `id` of `kind` in `region`, needing `deps` first; returns its id.
+    pub fn add(
+        &mut self,
+        id: impl Into<String>,
+        region: &str,
+        kind: &'static str,
+        deps: &[String],
+    ) -> Result<String, GraphError> {
+        let id = id.into();
         if self.nodes.contains_key(&id) {
             return Err(GraphError::Duplicate(id));
         }
         let mut deps = deps.to_vec();
         deps.sort();
         deps.dedup();
-        self.nodes.insert(id.clone(), Node { id, kind, side, deps });
-        Ok(())
+        let node = Node {
+            id: id.clone(),
+            kind,
+            region: region.to_string(),
+            deps,
+        };
+        self.nodes.insert(id.clone(), node);
+        Ok(id)
     }
 
     pub fn get(&self, id: &str) -> Option<&Node> {
@@ -161,10 +170,6 @@ impl Graph {
     }
 }
 
-pub fn node_id(side: Side, kind: &str) -> String {
-    format!("{}/{}", side.as_str(), kind)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,10 +177,10 @@ mod tests {
     #[test]
     fn the_critical_path_is_the_longest_chain() {
         let mut g = Graph::default();
-        let a = g.add(Side::Primary, "a", &[]).unwrap();
-        let slow = g.add(Side::Primary, "slow", std::slice::from_ref(&a)).unwrap();
-        let fast = g.add(Side::Primary, "fast", std::slice::from_ref(&a)).unwrap();
-        let end = g.add(Side::Primary, "end", &[slow.clone(), fast]).unwrap();
+        let a = g.add("primary/a", "r1", "a", &[]).unwrap();
+        let slow = g.add("primary/slow", "r1", "slow", std::slice::from_ref(&a)).unwrap();
+        let fast = g.add("primary/fast", "r1", "fast", std::slice::from_ref(&a)).unwrap();
+        let end = g.add("primary/end", "r1", "end", &[slow.clone(), fast]).unwrap();
         let secs = |n: &Node| if n.kind == "slow" { 10.0 } else { 1.0 };
         assert_eq!(g.critical_path(secs), [a, slow, end]);
     }
@@ -183,18 +188,17 @@ mod tests {
     #[test]
     fn detects_dangling_edges_and_cycles() {
         let mut g = Graph::default();
-        let a = g.add(Side::Primary, "a", &[]).unwrap();
-        g.add(Side::Primary, "b", &[a.clone(), "primary/zzz".into()]).unwrap();
+        let a = g.add("primary/a", "r1", "a", &[]).unwrap();
+        g.add("primary/b", "r1", "b", &[a.clone(), "primary/zzz".into()])
+            .unwrap();
         assert!(matches!(g.validate(), Err(GraphError::Dangling { .. })));
 
         let mut g = Graph::default();
-        g.add_named("primary/a".into(), Side::Primary, "a", &["primary/b".into()])
-            .unwrap();
-        g.add_named("primary/b".into(), Side::Primary, "b", &["primary/a".into()])
-            .unwrap();
+        g.add("primary/a", "r1", "a", &["primary/b".into()]).unwrap();
+        g.add("primary/b", "r1", "b", &["primary/a".into()]).unwrap();
         assert!(matches!(g.validate(), Err(GraphError::Cycle(_))));
         assert_eq!(
-            g.add(Side::Primary, "a", &[]),
+            g.add("primary/a", "r1", "a", &[]),
             Err(GraphError::Duplicate("primary/a".into()))
         );
     }
@@ -202,9 +206,9 @@ mod tests {
     #[test]
     fn order_respects_edges() {
         let mut g = Graph::default();
-        let a = g.add(Side::Primary, "a", &[]).unwrap();
-        let b = g.add(Side::Secondary, "b", std::slice::from_ref(&a)).unwrap();
-        let c = g.add(Side::Primary, "c", &[a.clone(), b.clone()]).unwrap();
+        let a = g.add("primary/a", "r1", "a", &[]).unwrap();
+        let b = g.add("secondary/b", "r2", "b", std::slice::from_ref(&a)).unwrap();
+        let c = g.add("primary/c", "r1", "c", &[a.clone(), b.clone()]).unwrap();
         let order = g.validate().unwrap();
         let pos = |x: &str| order.iter().position(|o| o == x).unwrap();
         assert!(pos(&a) < pos(&b) && pos(&b) < pos(&c));

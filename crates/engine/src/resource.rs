@@ -1,15 +1,21 @@
 //! What the engine asks of a resource kind, in terms free of AWS types.
 
-use crate::config::{ID_TAG, Inputs, STACK_TAG};
-use crate::engine::graph::Node;
-use crate::engine::policy::WaitPolicy;
-use crate::engine::state::NodeState;
+use crate::graph::Node;
+use crate::policy::WaitPolicy;
+use crate::state::NodeState;
 use serde_json::Value;
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 /// Properties by name. Values are JSON so that they diff, print and persist alike.
 pub type Props = BTreeMap<String, Value>;
+
+/// The ownership tags every object tap creates carries: the stack (env) and the logical id. The
+/// create protocol adopts only objects tagged for this stack and node.
+pub const STACK_TAG: &str = "tap:stack";
+pub const ID_TAG: &str = "tap:id";
 
 /// Shown for a value that only exists once a dependency has been created (plan).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
@@ -165,12 +171,19 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
-/// What a node sees while it runs: its inputs, its own prior state, its dependencies' values.
-#[derive(Clone, Debug)]
+/// What a node sees while it runs: its stack, its own prior state, its dependencies' values.
+#[derive(Clone)]
 pub struct NodeCx {
     pub node: Node,
-    pub inputs: Inputs,
+    /// The stack's name (the `tap:stack` tag, part of every idempotency token).
+    pub env: String,
+    /// What the stack gives its kinds (inputs, region layout): opaque to the engine, read back
+    /// by the stack's own kinds.
+    pub stack: Arc<dyn Any + Send + Sync>,
     pub region: String,
+    /// How long the driver waits for this node to become ready or gone (the stack's policy for
+    /// its kind, `--max-wait` applied).
+    pub wait: WaitPolicy,
     /// This node's entry in the state file, if any.
     pub prior: Option<NodeState>,
     /// Dependencies' attrs by logical id (from this run, or the state file).
@@ -180,6 +193,17 @@ pub struct NodeCx {
     /// While creating: the idempotency token of this create (same for every retry of it and for
     /// a rerun after a crash; new only for a new generation of the object).
     pub token: Option<String>,
+}
+
+impl fmt::Debug for NodeCx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeCx")
+            .field("node", &self.node)
+            .field("env", &self.env)
+            .field("region", &self.region)
+            .field("planning", &self.planning)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeCx {
@@ -192,21 +216,25 @@ impl NodeCx {
         self.prior.as_ref().and_then(|p| p.physical_id.as_deref())
     }
 
-    pub fn tags(&self) -> BTreeMap<String, String> {
-        self.inputs.tags(&self.node.id)
-    }
-
     /// The create's idempotency token, at most `max` characters (APIs differ: 64 for EC2).
     pub fn token(&self, max: usize) -> String {
         let t = self
             .token
             .clone()
-            .unwrap_or_else(|| token_for(&self.inputs.env, "", self.id(), 0));
+            .unwrap_or_else(|| token_for(&self.env, "", self.id(), 0));
         t.chars().take(max).collect()
     }
 
-    /// Attribute `key` of dependency `dep`.
+    /// Attribute `key` of dependency `dep`. A node reads only what it declared as a dependency
+    /// (the graph's edge): anything else is an error of the stack, not of AWS.
     pub fn attr(&self, dep: &str, key: &str) -> Result<String, NodeError> {
+        if !self.node.deps.iter().any(|d| d == dep) {
+            return Err(NodeError::fatal(
+                "resolve",
+                "UndeclaredDependency",
+                format!("{} reads {dep} but does not declare it as a dependency", self.node.id),
+            ));
+        }
         match self.deps.get(dep).and_then(|a| a.get(key)) {
             Some(v) => Ok(v.clone()),
             None if self.planning => Ok(KNOWN_AFTER_APPLY.into()),
@@ -231,17 +259,20 @@ pub fn token_for(env: &str, lineage: &str, id: &str, generation: u32) -> String 
     )
 }
 
-/// A context for engine unit tests: node `id` of kind `kind` in env `dev`, primary region.
-#[cfg(test)]
-pub(crate) fn test_cx(id: &str, kind: &'static str) -> NodeCx {
+/// A context for unit tests: node `id` of kind `kind` in env `dev`, region `us-east-1`, with no
+/// stack context.
+#[doc(hidden)]
+pub fn test_cx(id: &str, kind: &'static str) -> NodeCx {
     NodeCx {
         node: Node {
             id: id.into(),
             kind,
-            side: crate::config::Side::Primary,
+            region: "us-east-1".into(),
             deps: vec![],
         },
-        inputs: Inputs::new("dev", "us-east-1", "eu-west-1", None, None).expect("valid inputs"),
+        env: "dev".into(),
+        stack: Arc::new(()),
+        wait: WaitPolicy::default(),
         region: "us-east-1".into(),
         prior: None,
         deps: BTreeMap::new(),
@@ -367,11 +398,6 @@ pub trait Resource: Send + Sync {
     /// Whether `delete` must be followed by polling `gone` (objects that linger while deleting).
     fn waits_for_deletion(&self) -> bool {
         false
-    }
-
-    /// How long to wait for `ready` / `gone` at most.
-    fn wait_policy(&self) -> WaitPolicy {
-        WaitPolicy::default()
     }
 }
 

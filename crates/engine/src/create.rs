@@ -13,12 +13,12 @@
 //! 4. Follow-up steps (`after_create`), idempotent, retried on their own: never the create.
 //! 5. Readiness wait, then `ready` (by the caller).
 
-use crate::engine::events::Event;
-use crate::engine::policy::RetryPolicy;
-use crate::engine::reconcile::Driver;
-use crate::engine::resource::{ErrorClass, Live, NodeCx, NodeError, Props, Resource, diff, token_for};
-use crate::engine::state::{NodeState, NodeStatus};
-use crate::engine::store::now;
+use crate::events::Event;
+use crate::policy::RetryPolicy;
+use crate::reconcile::Driver;
+use crate::resource::{ErrorClass, Live, NodeCx, NodeError, Props, Resource, diff, token_for};
+use crate::state::{NodeState, NodeStatus};
+use crate::store::now;
 use std::collections::BTreeSet;
 
 impl Driver {
@@ -32,8 +32,7 @@ impl Driver {
         let (live, adopted) = self.create_once(r, cx, desired).await?;
         self.record(cx, &live, desired.clone(), NodeStatus::Creating).await?;
         self.call(cx, || r.after_create(cx, &live, desired)).await?;
-        self.wait(cx, r.wait_policy(), "creation", || r.ready(cx, &live))
-            .await?;
+        self.wait(cx, cx.wait, "creation", || r.ready(cx, &live)).await?;
         // The values dependents read, as the API now reports them (the create's response may
         // lack what the follow-up steps set). A read that cannot see it yet keeps the response.
         let fresh = NodeCx {
@@ -71,7 +70,7 @@ impl Driver {
                     p => {
                         let last = state.generations.get(cx.id()).copied().unwrap_or(0);
                         let g = last.max(p.map_or(0, |p| p.generation)) + 1;
-                        (g, token_for(&cx.inputs.env, &state.lineage, cx.id(), g))
+                        (g, token_for(&cx.env, &state.lineage, cx.id(), g))
                     }
                 };
                 state.generations.insert(cx.id().to_string(), generation);
@@ -161,7 +160,7 @@ impl Driver {
             );
             if let Some(live) = self.read(r, cx).await? {
                 if after.class == ErrorClass::AlreadyExists
-                    && live.owned_by(&cx.inputs.env, cx.id()).is_none()
+                    && live.owned_by(&cx.env, cx.id()).is_none()
                     && live.tags.is_some()
                 {
                     return Err(NodeError::fatal(
@@ -169,7 +168,7 @@ impl Driver {
                         "NotOwned",
                         format!(
                             "{} exists and does not carry tap:stack={} tags; tap will not take it over",
-                            live.physical_id, cx.inputs.env
+                            live.physical_id, cx.env
                         ),
                     ));
                 }
@@ -186,10 +185,10 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ID_TAG, STACK_TAG};
-    use crate::engine::resource::Readiness;
-    use crate::engine::state::State;
-    use crate::engine::store::StateStore;
+    use crate::resource::Readiness;
+    use crate::resource::{ID_TAG, STACK_TAG};
+    use crate::state::State;
+    use crate::store::StateStore;
     use std::collections::{BTreeMap, VecDeque};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, Mutex};
@@ -249,7 +248,7 @@ mod tests {
             let mut objects = self.objects.lock().unwrap();
             let tags = match self.tagged {
                 true => BTreeMap::from([
-                    (STACK_TAG.to_string(), cx.inputs.env.clone()),
+                    (STACK_TAG.to_string(), cx.env.clone()),
                     (ID_TAG.to_string(), cx.id().to_string()),
                 ]),
                 false => BTreeMap::new(),
@@ -297,7 +296,7 @@ mod tests {
             true,
         ));
         let d = Driver::new(store, 2, Arc::default(), false);
-        let cx = crate::engine::resource::test_cx("primary/vpc", "vpc");
+        let cx = crate::resource::test_cx("primary/vpc", "vpc");
         (d, cx)
     }
 

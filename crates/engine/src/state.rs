@@ -4,8 +4,7 @@
 //! fsync, rename, fsync of the directory); the previous version is kept as `<state>.backup`.
 //! A run holds an exclusive OS lock on `<state>.lock` for its whole duration.
 
-use crate::config::Inputs;
-use crate::engine::resource::Props;
+use crate::resource::Props;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -57,7 +56,8 @@ pub struct State {
     pub schema_version: u32,
     pub lineage: String,
     pub serial: u64,
-    pub inputs: Option<Inputs>,
+    /// The stack's inputs as it recorded them (opaque to the engine).
+    pub inputs: Option<serde_json::Value>,
     pub nodes: BTreeMap<String, NodeState>,
     /// Per region name: output name → value.
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
@@ -68,7 +68,7 @@ pub struct State {
     pub generations: BTreeMap<String, u32>,
     /// Where the time of the last deploy or destroy went (`tap timeline` draws it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<crate::engine::timeline::Timeline>,
+    pub last_run: Option<crate::timeline::Timeline>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,7 +300,7 @@ mod tests {
 
     fn sample() -> State {
         let mut s = State::new();
-        s.inputs = Some(Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap());
+        s.inputs = Some(serde_json::json!({"env": "dev", "primary_region": "us-east-1"}));
         s.nodes.insert(
             "primary/kms-key".into(),
             NodeState {

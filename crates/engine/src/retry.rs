@@ -2,10 +2,10 @@
 //! class (eventual consistency only; the SDK has retried throttling and 5xx), and polls until an
 //! object is ready or gone. Policies are values (`policy`), not loops scattered through code.
 
-use crate::engine::events::Event;
-use crate::engine::policy::{RetryPolicy, WaitPolicy};
-use crate::engine::reconcile::Driver;
-use crate::engine::resource::{ErrorClass, NodeCx, NodeError, Readiness};
+use crate::events::Event;
+use crate::policy::{RetryPolicy, WaitPolicy};
+use crate::reconcile::Driver;
+use crate::resource::{ErrorClass, NodeCx, NodeError, Readiness};
 use std::future::Future;
 use tokio::time::Instant;
 

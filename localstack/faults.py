@@ -35,6 +35,31 @@ that was seen before, and a CloudFront CreateDistribution with a CallerReference
 get the first response again instead of being executed twice (EC2 API reference, "Ensuring
 idempotency"; CloudFront API reference, CreateDistribution: CallerReference).
 
+S3 as AWS answers it where moto does not, per bucket or object, so that tests sharing one
+emulator do not meet each other's switches. Set with POST /_fault/s3?SWITCH (query string):
+
+  lost=BUCKET/KEY     a conditional PutObject (If-Match or If-None-Match) on that object is
+                      EXECUTED, then its response is lost (500 InternalError), once per distinct
+                      request: the SDK resends it and S3 answers the resend 412 PreconditionFailed,
+                      its condition no longer holding (S3 User Guide, "How to prevent object
+                      overwrites with conditional writes":
+                      https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)
+  conflict=BUCKET/KEY&n=N
+                      the next N conditional PutObject or DeleteObject on that object answer
+                      409 ConditionalRequestConflict, not executed: S3's answer when a concurrent
+                      conditional write or delete on the key is in flight, "retry the request"
+                      (S3 API reference, PutObject, If-None-Match / If-Match:
+                      https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html)
+  deny_delete=BUCKET/KEY
+                      DeleteObject on that object answers 403 AccessDenied, not executed (a policy
+                      without s3:DeleteObject on it)
+  moved=BUCKET&region=R
+                      the bucket is in region R: every request to it signed for another region
+                      answers 301 PermanentRedirect with the header x-amz-bucket-region: R (no body
+                      for HEAD), which the Rust SDK does not follow (S3 API reference, HeadBucket:
+                      x-amz-bucket-region; "Error responses": PermanentRedirect, 301:
+                      https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html)
+
 GET /_fault/log lists every injected fault ({t, service, region, action, fault}); GET
 /_fault/config the settings in force; POST /_fault/config with a TAP_FAULTS-style body changes
 them (an empty body turns every fault off).
@@ -115,7 +140,7 @@ def error_response(service, status, code, message):
         body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
                 f"</Error><RequestId>{rid}</RequestId></ErrorResponse>").encode()
         headers = [("Content-Type", "text/xml")]
-    reason = {404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    reason = {301: "Moved Permanently", 403: "Forbidden", 412: "Precondition Failed", 404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
     return f"{status} {reason.get(status, 'Error')}", headers + [("Content-Length", str(len(body)))], body
 
 
@@ -130,6 +155,8 @@ class Faults:
         self.replies = {}  # idempotency key -> (status, headers, body)
         self.seen = set()  # (action, body) of requests already answered, for first=1
         self.oac_names = {}  # origin access control id -> name
+        self.s3 = {"lost": set(), "conflict": {}, "deny_delete": set(), "moved": {}}
+        self.s3_lost_seen = set()  # distinct conditional requests whose response was lost
 
     def configure(self, spec):
         with self.lock:
@@ -140,6 +167,17 @@ class Faults:
         self.log.append({"t": time.time(), "service": service, "region": region, "action": action, "fault": fault})
 
     def control(self, environ, start_response, path):
+        if environ.get("REQUEST_METHOD") == "POST" and path == "/_fault/s3":
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            with self.lock:
+                if "lost" in q:
+                    self.s3["lost"].add(q["lost"])
+                if "conflict" in q:
+                    self.s3["conflict"][q["conflict"]] = int(q.get("n", "1"))
+                if "deny_delete" in q:
+                    self.s3["deny_delete"].add(q["deny_delete"])
+                if "moved" in q:
+                    self.s3["moved"][q["moved"]] = q["region"]
         if environ.get("REQUEST_METHOD") == "POST" and path == "/_fault/config":
             n = int(environ.get("CONTENT_LENGTH") or 0)
             self.configure(environ["wsgi.input"].read(n).decode() if n else "")
@@ -206,6 +244,16 @@ class Faults:
                 self.note(service, region, action, "not-yet-visible")
             elif lingering:
                 self.note(service, region, action, "dependency-violation")
+
+        if service == "s3":
+            s3_fault = self.s3_switches(environ, region, path, body)
+            if s3_fault is not None:
+                kind, result = s3_fault
+                with self.lock:
+                    self.note(service, region, action, kind)
+                if kind == "lost-conditional":
+                    b"".join(self.app(environ, lambda status, headers, exc_info=None: (lambda _: None)))
+                return self.reply(start_response, result)
 
         if fault == "throttle":
             status, code = THROTTLE.get(service, (400, "ThrottlingException" if service in JSON_SERVICES else "Throttling"))
@@ -284,6 +332,37 @@ class Faults:
                     return [b""]
             return self.reply(start_response, error_response(service, 500, "InternalError", "We encountered an internal error. Please try again."))
         return self.reply(start_response, result)
+
+    def s3_switches(self, environ, region, path, body):
+        """(fault, response) of an S3 switch set by POST /_fault/s3 that applies, else None.
+        "lost-conditional" means: execute the request, then answer the response given."""
+        method = environ.get("REQUEST_METHOD", "")
+        parts = path.lstrip("/").split("/", 1)
+        bucket, obj = parts[0], path.lstrip("/")
+        conditional = "HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ
+        with self.lock:
+            home = self.s3["moved"].get(bucket)
+            if home is not None and region != home:
+                msg = ("The bucket you are attempting to access must be addressed using the specified "
+                       "endpoint. Please send all future requests to this endpoint.")
+                status, headers, data = error_response("s3", 301, "PermanentRedirect", msg)
+                if method == "HEAD":
+                    data = b""
+                return "moved", ("301 Moved Permanently", headers + [("x-amz-bucket-region", home)], data)
+            if method == "DELETE" and obj in self.s3["deny_delete"]:
+                return "access-denied", error_response("s3", 403, "AccessDenied", "Access Denied")
+            if conditional and method in ("PUT", "DELETE") and self.s3["conflict"].get(obj, 0) > 0:
+                self.s3["conflict"][obj] -= 1
+                return "conflict-409", error_response(
+                    "s3", 409, "ConditionalRequestConflict",
+                    "A conflicting operation occurred. If using PutObject you can retry the request.")
+            if conditional and method == "PUT" and obj in self.s3["lost"]:
+                seen = (obj, environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_NONE_MATCH"), body)
+                if seen not in self.s3_lost_seen:
+                    self.s3_lost_seen.add(seen)
+                    return "lost-conditional", error_response(
+                        "s3", 500, "InternalError", "We encountered an internal error. Please try again.")
+        return None
 
     @staticmethod
     def reply(start_response, result):

@@ -5,9 +5,13 @@
 //! creates only when no object has the key; `If-Match: <ETag>` writes only over that version;
 //! both answer 412 PreconditionFailed otherwise.
 
-use crate::aws::{Aws, SendExt};
+mod conditional;
+
+use crate::aws::Aws;
 use crate::engine::backend::{Backend, LockGuard};
 use crate::engine::state::{State, StateError, hostname};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use conditional::{Outcome, S3Error, is_our_lock, is_our_write, retry_conflicts, wrong_region};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,10 +47,6 @@ pub struct S3State {
 /// How often a held lock is tried again while `--lock-timeout` runs.
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn is_412(e: &crate::engine::resource::NodeError) -> bool {
-    e.code == "PreconditionFailed" || e.code == "HTTP412" || e.message.contains("412")
-}
-
 impl S3State {
     /// Checks the bucket before anything is deployed: it must exist (tap does not create it) and
     /// keep versions (the state's history and backup).
@@ -56,10 +56,17 @@ impl S3State {
             location: location.clone(),
             message,
         };
+        let got = aws.s3(region).get_bucket_versioning().bucket(bucket).send().await;
+        if let Err(e) = &got {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = e.code().unwrap_or_default().to_string();
+            let header = conditional::bucket_region(e);
+            if let Some(m) = wrong_region(bucket, region, "GetBucketVersioning", status, &code, header.as_deref()) {
+                return Err(remote(m));
+            }
+        }
         // (compat: moto answers GetBucketVersioning with a root element the SDK rejects.)
-        let status = match crate::aws::compat::versioning_status(
-            aws.s3(region).get_bucket_versioning().bucket(bucket).send().await,
-        ) {
+        let status = match crate::aws::compat::versioning_status(got) {
             Ok(s) => s,
             Err(e) if matches!(e.code.as_str(), "NoSuchBucket" | "NotFound") => {
                 return Err(remote(format!(
@@ -67,7 +74,12 @@ impl S3State {
                      does not create the bucket of its own state"
                 )));
             }
-            Err(e) => return Err(remote(format!("GetBucketVersioning: {}: {}", e.code, e.message))),
+            Err(e) => {
+                return Err(remote(format!(
+                    "GetBucketVersioning on bucket {bucket}: {}: {}",
+                    e.code, e.message
+                )));
+            }
         };
         if status.as_deref() != Some("Enabled") {
             return Err(remote(format!(
@@ -90,29 +102,54 @@ impl S3State {
         format!("{}.lock", self.key)
     }
 
-    fn remote(&self, op: &str, e: crate::engine::resource::NodeError) -> StateError {
+    /// An S3 failure on `key`, naming the object, the operation and the AWS error code.
+    fn remote(&self, key: &str, e: S3Error) -> StateError {
+        let moved = wrong_region(
+            &self.bucket,
+            &self.region,
+            &e.error.op,
+            e.status,
+            &e.error.code,
+            e.bucket_region.as_deref(),
+        );
+        let e = e.error;
         StateError::Remote {
             location: self.location(),
-            message: format!("{op}: {}: {}", e.code, e.message),
+            message: moved
+                .unwrap_or_else(|| format!("{} on s3://{}/{key}: {}: {}", e.op, self.bucket, e.code, e.message)),
         }
     }
 
-    async fn read_lock(&self) -> Result<Option<(LockInfo, Option<String>)>, StateError> {
+    /// The object's bytes and ETag; `None` when there is none.
+    async fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, StateError> {
         let got = self
             .aws
             .s3(&self.region)
             .get_object()
             .bucket(&self.bucket)
-            .key(self.lock_key())
+            .key(key)
             .send()
             .await
-            .absent_on("GetObject", &["NoSuchKey", "NotFound"])
-            .map_err(|e| self.remote("GetObject (lock)", e))?;
-        let Some(o) = got else {
-            return Ok(None);
+            .map_err(|e| S3Error::from_sdk("GetObject", e));
+        let o = match got {
+            Ok(o) => o,
+            Err(e) if e.outcome() == Outcome::Absent || matches!(e.error.code.as_str(), "NoSuchKey" | "NotFound") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.remote(key, e)),
         };
         let etag = o.e_tag().map(str::to_string);
-        let bytes = o.body.collect().await.map(|b| b.into_bytes()).unwrap_or_default();
+        let bytes = o.body.collect().await.map_err(|e| StateError::Remote {
+            location: self.location(),
+            message: format!("reading s3://{}/{key}: {}", self.bucket, crate::aws::errors::chain(&e)),
+        })?;
+        Ok(Some((bytes.into_bytes().to_vec(), etag)))
+    }
+
+    async fn read_lock(&self) -> Result<Option<(LockInfo, Option<String>)>, StateError> {
+        let Some((bytes, etag)) = self.get_raw(&self.lock_key()).await? else {
+            return Ok(None);
+        };
         let info = serde_json::from_slice(&bytes).unwrap_or(LockInfo {
             id: "unknown".into(),
             holder: "unknown".into(),
@@ -121,6 +158,25 @@ impl S3State {
             started_at: "unknown".into(),
         });
         Ok(Some((info, etag)))
+    }
+
+    /// `PutObject KEY.lock If-None-Match: *`, again after a 409.
+    async fn put_lock(&self, body: &[u8]) -> Result<Option<String>, S3Error> {
+        retry_conflicts(|| async {
+            self.aws
+                .s3(&self.region)
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.lock_key())
+                .if_none_match("*")
+                .content_type("application/json")
+                .body(body.to_vec().into())
+                .send()
+                .await
+                .map(|o| o.e_tag().map(str::to_string))
+                .map_err(|e| S3Error::from_sdk("PutObject", e))
+        })
+        .await
     }
 }
 
@@ -142,22 +198,66 @@ struct S3Lock {
     region: String,
     bucket: String,
     key: String,
+    id: String,
     etag: Option<String>,
+}
+
+impl S3Lock {
+    async fn delete(&self) -> Result<(), S3Error> {
+        retry_conflicts(|| async {
+            let mut req = self
+                .aws
+                .s3(&self.region)
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&self.key);
+            if let Some(e) = &self.etag {
+                req = req.if_match(e);
+            }
+            req.send()
+                .await
+                .map(|_| ())
+                .map_err(|e| S3Error::from_sdk("DeleteObject", e))
+        })
+        .await
+    }
 }
 
 #[async_trait::async_trait]
 impl LockGuard for S3Lock {
+    /// A lock that cannot be removed blocks every later run: said on stderr, with the way out.
     async fn release(self: Box<Self>) {
-        let mut req = self
-            .aws
-            .s3(&self.region)
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&self.key);
-        if let Some(e) = &self.etag {
-            req = req.if_match(e);
+        let Err(e) = self.delete().await else {
+            return;
+        };
+        // A 412 or 404 after the SDK resent a delete whose response was lost: the lock is gone.
+        if matches!(e.outcome(), Outcome::PreconditionFailed | Outcome::Absent) {
+            let still = self
+                .aws
+                .s3(&self.region)
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .send()
+                .await;
+            let ours = match still {
+                Ok(o) => match o.body.collect().await {
+                    Ok(b) => {
+                        serde_json::from_slice::<LockInfo>(&b.into_bytes()).is_ok_and(|l| is_our_lock(&self.id, &l.id))
+                    }
+                    Err(_) => true,
+                },
+                Err(g) => S3Error::from_sdk("GetObject", g).outcome() != Outcome::Absent,
+            };
+            if !ours {
+                return;
+            }
         }
-        let _ = req.send().await;
+        crate::render::err(&format!(
+            "warning: the lock s3://{}/{} could not be removed ({}: {}: {}); later runs are refused \
+             until it is: tap force-unlock {}",
+            self.bucket, self.key, e.error.op, e.error.code, e.error.message, self.id
+        ));
     }
 }
 
@@ -168,30 +268,11 @@ impl Backend for S3State {
     }
 
     async fn load(&self) -> Result<State, StateError> {
-        let got = self
-            .aws
-            .s3(&self.region)
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-            .absent_on("GetObject", &["NoSuchKey", "NotFound"])
-            .map_err(|e| self.remote("GetObject", e))?;
-        let Some(o) = got else {
+        let Some((bytes, etag)) = self.get_raw(&self.key).await? else {
             *self.etag.lock().expect("etag") = None;
             return Ok(State::new());
         };
-        *self.etag.lock().expect("etag") = o.e_tag().map(str::to_string);
-        let bytes = o
-            .body
-            .collect()
-            .await
-            .map(|b| b.into_bytes())
-            .map_err(|e| StateError::Remote {
-                location: self.location(),
-                message: format!("reading the state object: {e}"),
-            })?;
+        *self.etag.lock().expect("etag") = etag;
         State::parse(&String::from_utf8_lossy(&bytes), &PathBuf::from(self.location()))
     }
 
@@ -199,27 +280,41 @@ impl Backend for S3State {
         state.serial += 1;
         // Writes are serialized by the engine's store; the ETag chains each on the last.
         let current = self.etag.lock().expect("etag").clone();
-        let mut req = self
-            .aws
-            .s3(&self.region)
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .content_type("application/json")
-            .body(state.to_text().into_bytes().into());
-        req = match current.as_deref() {
-            Some(e) => req.if_match(e),
-            None => req.if_none_match("*"),
-        };
-        match req.send().await.op("PutObject") {
+        let text = state.to_text().into_bytes();
+        let put = retry_conflicts(|| async {
+            let req = self
+                .aws
+                .s3(&self.region)
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/json")
+                .body(text.clone().into());
+            let req = match current.as_deref() {
+                Some(e) => req.if_match(e),
+                None => req.if_none_match("*"),
+            };
+            req.send().await.map_err(|e| S3Error::from_sdk("PutObject", e))
+        })
+        .await;
+        match put {
             Ok(out) => {
                 *self.etag.lock().expect("etag") = out.e_tag().map(str::to_string);
                 Ok(())
             }
-            Err(e) if is_412(&e) => Err(StateError::Conflict {
-                location: self.location(),
-            }),
-            Err(e) => Err(self.remote("PutObject", e)),
+            // A 412 is another writer's version, or this very write: executed, its response
+            // lost, and the SDK's resend refused because the condition no longer held.
+            Err(e) if e.outcome() == Outcome::PreconditionFailed => match self.get_raw(&self.key).await? {
+                Some((found, etag)) if is_our_write(&text, &found) => {
+                    tracing::info!(state = %self.location(), "a state write's response was lost; the object is ours");
+                    *self.etag.lock().expect("etag") = etag;
+                    Ok(())
+                }
+                _ => Err(StateError::Conflict {
+                    location: self.location(),
+                }),
+            },
+            Err(e) => Err(self.remote(&self.key, e)),
         }
     }
 
@@ -236,57 +331,58 @@ impl Backend for S3State {
             command: command.to_string(),
             started_at: crate::engine::store::now(),
         };
+        let body = serde_json::to_vec(&info).expect("lock serializes");
         let waited_since = std::time::Instant::now();
-        let put = loop {
-            let put = self
-                .aws
-                .s3(&self.region)
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.lock_key())
-                .if_none_match("*")
-                .content_type("application/json")
-                .body(serde_json::to_vec(&info).expect("lock serializes").into())
-                .send()
-                .await
-                .op("PutObject");
-            // `--lock-timeout`: a held lock is tried again every few seconds until then.
-            match &put {
-                Err(e) if is_412(e) && waited_since.elapsed() + LOCK_POLL <= self.lock_timeout => {
+        let mut released_meanwhile = 0;
+        let (held, etag) = loop {
+            match self.put_lock(&body).await {
+                Ok(etag) => break (None, etag),
+                Err(e) if e.outcome() == Outcome::PreconditionFailed => {}
+                Err(e) => return Err(self.remote(&self.lock_key(), e)),
+            }
+            // 412: held by another run, or by this one (the put executed, its response lost,
+            // the SDK's resend refused): the lock object's id tells.
+            let found = self.read_lock().await?;
+            match found {
+                Some((l, etag)) if is_our_lock(&info.id, &l.id) => break (None, etag),
+                None if released_meanwhile < 3 => {
+                    released_meanwhile += 1;
+                    continue;
+                }
+                // `--lock-timeout`: a held lock is tried again every few seconds until then.
+                _ if waited_since.elapsed() + LOCK_POLL <= self.lock_timeout => {
                     tracing::info!(state = %self.location(), "locked by another run; waiting");
                     tokio::time::sleep(LOCK_POLL).await;
                 }
-                _ => break put,
+                other => break (Some(other.map(|(l, _)| l)), None),
             }
         };
-        match put {
-            Ok(out) => Ok(Box::new(S3Lock {
+        let Some(held) = held else {
+            return Ok(Box::new(S3Lock {
                 aws: self.aws.clone(),
                 region: self.region.clone(),
                 bucket: self.bucket.clone(),
                 key: self.lock_key(),
-                etag: out.e_tag().map(str::to_string),
-            })),
-            Err(e) if is_412(&e) => {
-                let holder = match self.read_lock().await? {
-                    Some((l, _)) => format!(
-                        "{} running `{}` (pid {}) for {}, lock id {}. Wait for it to finish; if that run is dead: tap force-unlock {}",
-                        l.holder,
-                        l.command,
-                        l.pid,
-                        age(&l.started_at),
-                        l.id,
-                        l.id
-                    ),
-                    None => "the lock was released meanwhile; run again".into(),
-                };
-                Err(StateError::Locked {
-                    path: PathBuf::from(self.location()),
-                    holder,
-                })
-            }
-            Err(e) => Err(self.remote("PutObject (lock)", e)),
-        }
+                id: info.id,
+                etag,
+            }));
+        };
+        let holder = match held {
+            Some(l) => format!(
+                "{} running `{}` (pid {}) for {}, lock id {}. Wait for it to finish; if that run is dead: tap force-unlock {}",
+                l.holder,
+                l.command,
+                l.pid,
+                age(&l.started_at),
+                l.id,
+                l.id
+            ),
+            None => "the lock was released meanwhile; run again".into(),
+        };
+        Err(StateError::Locked {
+            path: PathBuf::from(self.location()),
+            holder,
+        })
     }
 
     async fn force_unlock(&self, id: &str) -> Result<(), StateError> {
@@ -305,19 +401,14 @@ impl Backend for S3State {
                 ),
             });
         }
-        let mut req = self
-            .aws
-            .s3(&self.region)
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(self.lock_key());
-        if let Some(e) = &etag {
-            req = req.if_match(e);
-        }
-        req.send()
-            .await
-            .op("DeleteObject")
-            .map(|_| ())
-            .map_err(|e| self.remote("DeleteObject (lock)", e))
+        let lock = S3Lock {
+            aws: self.aws.clone(),
+            region: self.region.clone(),
+            bucket: self.bucket.clone(),
+            key: self.lock_key(),
+            id: info.id,
+            etag,
+        };
+        lock.delete().await.map_err(|e| self.remote(&self.lock_key(), e))
     }
 }

@@ -11,6 +11,7 @@ mod recovery;
 mod rules;
 mod stack;
 mod team_state;
+mod team_state_faults;
 mod timing;
 mod verify;
 mod verify_edge;

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use tap::aws::Aws;
 
-fn tap_at(endpoint: &str, env: &str, state: &str, args: &[&str]) -> Output {
+pub(crate) fn tap_at(endpoint: &str, env: &str, state: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tap"))
         .args(["--env", env, "--endpoint-url", endpoint, "--state", state])
         .args(args)
@@ -20,7 +20,7 @@ fn tap_at(endpoint: &str, env: &str, state: &str, args: &[&str]) -> Output {
 }
 
 /// A bucket for state, versioned unless told otherwise.
-async fn state_bucket(aws: &Aws, name: &str, versioned: bool) {
+pub(crate) async fn state_bucket(aws: &Aws, name: &str, versioned: bool) {
     let s3 = aws.s3("us-east-1");
     s3.create_bucket().bucket(name).send().await.unwrap();
     if versioned {
@@ -49,7 +49,7 @@ async fn versions(aws: &Aws, bucket: &str, key: &str) -> usize {
     v.versions().iter().filter(|o| o.key() == Some(key)).count()
 }
 
-async fn object(aws: &Aws, bucket: &str, key: &str) -> Option<String> {
+pub(crate) async fn object(aws: &Aws, bucket: &str, key: &str) -> Option<String> {
     let o = aws
         .s3("us-east-1")
         .get_object()

@@ -27,16 +27,37 @@ pub enum AppError {
     State(#[from] StateError),
     #[error("{0}")]
     Failed(String),
+    /// Exit 1: what tap was doing (naming the object), and the error that stopped it, kept as
+    /// its source (printed as one line: `context: cause: root`).
+    #[error("{context}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl AppError {
+    /// `source`, in the context of what tap was doing.
+    pub fn context(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> AppError {
+        AppError::Context {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// Refuses a state file written for other inputs (env or regions) before anything runs.
 fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
     if let Some(old) = &state.inputs {
         let old: Inputs = serde_json::from_value(old.clone()).map_err(|e| {
-            AppError::Failed(format!(
-                "state file {}: its recorded inputs are unreadable: {e}",
-                opts.state_path.display()
-            ))
+            AppError::context(
+                format!(
+                    "state file {}: its recorded inputs are unreadable",
+                    opts.state_path.display()
+                ),
+                e,
+            )
         })?;
         let i = &opts.inputs;
         if old.env != i.env || old.topology != i.topology {
@@ -59,10 +80,11 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
 }
 
 async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, AppError> {
-    let graph = Arc::new(stack::graph(&opts.inputs.topology).map_err(|e| AppError::Failed(format!("internal: {e}")))?);
+    let graph =
+        Arc::new(stack::graph(&opts.inputs.topology).map_err(|e| AppError::context("building the stack's graph", e))?);
     graph
         .validate()
-        .map_err(|e| AppError::Failed(format!("internal: {e}")))?;
+        .map_err(|e| AppError::context("checking the stack's graph", e))?;
     // A local state is locked and read before any AWS call (a held lock or a corrupt file is
     // the error, whatever the network); a state in S3 needs AWS first.
     let mut aws = None;
@@ -120,7 +142,7 @@ async fn run_locked(
     let account = aws
         .account_id(opts.inputs.topology.home())
         .await
-        .map_err(|e| AppError::Failed(format!("resolving the account id: {e}")))?;
+        .map_err(|e| AppError::context("resolving the account id", e))?;
     let opts = &Options {
         inputs: Inputs {
             account,
@@ -216,11 +238,11 @@ async fn run_locked(
         store
             .set_outputs(outputs.clone())
             .await
-            .map_err(|e| AppError::Failed(e.to_string()))?;
+            .map_err(|e| AppError::context("recording the outputs", e))?;
         store
             .set_last_run(timeline.clone())
             .await
-            .map_err(|e| AppError::Failed(e.to_string()))?;
+            .map_err(|e| AppError::context("recording the run's timeline", e))?;
     }
     Ok(Report {
         command,

@@ -139,7 +139,8 @@ pub fn main() -> i32 {
     let (message, code) = match rt.block_on(run(cli)) {
         Ok(code) => return code,
         Err(AppError::Usage(m)) => (m, 2),
-        Err(e) => (e.to_string(), 1),
+        // The error and its causes, each once: `recording the outputs: writing ...: No space left`.
+        Err(e) => (crate::aws::errors::chain(&e), 1),
     };
     if json {
         render::json_line(serde_json::json!({"type": "error", "message": message, "exit_code": code}));
@@ -430,7 +431,7 @@ fn confirm(opts: &Options) -> Result<(), AppError> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| AppError::Failed(format!("reading confirmation: {e}")))?;
+        .map_err(|e| AppError::context("reading the confirmation", e))?;
     if line.trim() == opts.inputs.env {
         Ok(())
     } else {

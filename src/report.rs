@@ -146,7 +146,7 @@ pub(crate) fn write_timeline(
     opts: &Options,
 ) -> Result<(), AppError> {
     let svg = crate::timeline_svg::render(t, &opts.inputs.topology.regions().collect::<Vec<_>>());
-    std::fs::write(file, svg).map_err(|e| AppError::Failed(format!("writing timeline {}: {e}", file.display())))?;
+    std::fs::write(file, svg).map_err(|e| AppError::context(format!("writing timeline {}", file.display()), e))?;
     render::err(&format!("timeline written to {}", file.display()));
     Ok(())
 }

@@ -31,31 +31,130 @@ const SERVER_FAULTS: &[&str] = &[
     "ServiceFailure",
 ];
 
-/// IAM eventual consistency: (error code, text in the message) of refusals that go away once a
-/// fresh role, instance profile or service-linked role has propagated.
-const PROPAGATION: &[(&str, &str)] = &[
-    ("InvalidParameterValueException", "cannot be assumed"),
-    ("InvalidParameterValueException", "role"),
-    ("ValidationError", "Invalid IAM Instance Profile"),
-    ("InvalidParameterValue", "iamInstanceProfile"),
-    ("MalformedPolicyDocumentException", "invalid principals"),
-    ("InvalidArgument", "role"),
-    ("InvalidRequest", "role"),
-    ("AccessDenied", "assume"),
+/// An answer that AWS gives with one error code for several causes, told apart by its message.
+/// Scoped to the operations that answer so: the same code and words from another operation mean
+/// something else (and are not retried).
+struct Answer {
+    ops: &'static [&'static str],
+    code: &'static str,
+    /// Words of the message (AWS has no other field that tells these causes apart).
+    says: &'static str,
+}
+
+const fn answer(ops: &'static [&'static str], code: &'static str, says: &'static str) -> Answer {
+    Answer { ops, code, says }
+}
+
+/// IAM eventual consistency: refusals that go away once a fresh role, instance profile or
+/// service-linked role has propagated (IAM User Guide, "Troubleshooting IAM": changes are
+/// eventually consistent; Lambda, Auto Scaling, EC2, KMS and S3 validate the role when called).
+const PROPAGATION: &[Answer] = &[
+    // Lambda API reference, CreateFunction: "The role defined for the function cannot be assumed
+    // by Lambda."
+    answer(
+        &["CreateFunction", "UpdateFunctionConfiguration"],
+        "InvalidParameterValueException",
+        "cannot be assumed",
+    ),
+    answer(
+        &["CreateFunction", "UpdateFunctionConfiguration"],
+        "InvalidParameterValueException",
+        "role",
+    ),
+    // Auto Scaling validates the launch template's instance profile.
+    answer(
+        &["CreateAutoScalingGroup", "UpdateAutoScalingGroup"],
+        "ValidationError",
+        "Invalid IAM Instance Profile",
+    ),
+    answer(
+        &[
+            "CreateLaunchTemplate",
+            "CreateLaunchTemplateVersion",
+            "CreateAutoScalingGroup",
+            "UpdateAutoScalingGroup",
+        ],
+        "InvalidParameterValue",
+        "iamInstanceProfile",
+    ),
+    // KMS API reference, CreateKey / PutKeyPolicy: a principal that is not visible yet makes the
+    // policy "MalformedPolicyDocumentException ... invalid principals".
+    answer(
+        &["CreateKey", "PutKeyPolicy"],
+        "MalformedPolicyDocumentException",
+        "invalid principals",
+    ),
+    // S3 checks the replication role when the configuration is put.
+    answer(&["PutBucketReplication"], "InvalidArgument", "role"),
+    answer(&["PutBucketReplication"], "InvalidRequest", "role"),
+    answer(
+        &[
+            "PutBucketReplication",
+            "PutBucketNotificationConfiguration",
+            "CreateFunction",
+            "AddPermission",
+        ],
+        "AccessDenied",
+        "assume",
+    ),
 ];
 
-/// Answers that clear by themselves within seconds: (error code, text in the message). S3 checks
-/// a replication destination's versioning and a notification's destination when the
-/// configuration is put, and may not see a just-changed bucket or function yet.
-const NOT_YET_VISIBLE: &[(&str, &str)] = &[
-    ("ResourceConflictException", "in progress"),
-    ("OperationAborted", "conflicting conditional operation"),
-    ("IncorrectState", "pending"),
-    ("InvalidRequest", "must have versioning enabled"),
-    ("InvalidArgument", "Unable to validate"),
+/// Answers that clear by themselves within seconds. S3 checks a replication destination's
+/// versioning and a notification's destination when the configuration is put, and may not see a
+/// just-changed bucket or function yet.
+const NOT_YET_VISIBLE: &[Answer] = &[
+    // Lambda: "The operation cannot be performed at this time. An update is in progress".
+    answer(
+        &[
+            "UpdateFunctionCode",
+            "UpdateFunctionConfiguration",
+            "AddPermission",
+            "RemovePermission",
+            "TagResource",
+            "DeleteFunction",
+        ],
+        "ResourceConflictException",
+        "in progress",
+    ),
+    // S3: "A conflicting conditional operation is currently in progress against this resource."
+    answer(
+        &[
+            "CreateBucket",
+            "PutBucketVersioning",
+            "PutBucketReplication",
+            "PutBucketNotificationConfiguration",
+            "PutBucketPolicy",
+            "PutBucketEncryption",
+            "PutBucketTagging",
+            "PutPublicAccessBlock",
+            "PutBucketOwnershipControls",
+            "DeleteBucket",
+        ],
+        "OperationAborted",
+        "conflicting conditional operation",
+    ),
+    // EC2: a NAT gateway's Elastic IP or route target still `pending`.
+    answer(
+        &["CreateNatGateway", "CreateRoute", "DeleteNatGateway", "ReleaseAddress"],
+        "IncorrectState",
+        "pending",
+    ),
+    // S3 API reference, PutBucketReplication: the destination "must have versioning enabled".
+    answer(
+        &["PutBucketReplication"],
+        "InvalidRequest",
+        "must have versioning enabled",
+    ),
+    // S3: "Unable to validate the following destination configurations" (a just-created
+    // function's permission not visible yet).
+    answer(
+        &["PutBucketNotificationConfiguration"],
+        "InvalidArgument",
+        "Unable to validate",
+    ),
     // A secret force-deleted by a just-finished destroy: its name is free once the asynchronous
     // delete completes (Secrets Manager API reference, DeleteSecret).
-    ("InvalidRequestException", "scheduled for deletion"),
+    answer(&["CreateSecret"], "InvalidRequestException", "scheduled for deletion"),
 ];
 
 /// A delete refused while a dependency lingers (EC2 API reference, DeleteSecurityGroup and
@@ -95,8 +194,14 @@ fn is_not_found(code: &str) -> bool {
         || code.starts_with("NoSuch")
 }
 
-pub fn classify(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
-    let has = |table: &[(&str, &str)]| table.iter().any(|(c, m)| *c == code && message.contains(m));
+/// What an error of operation `op` means for retrying: message-told answers only for the
+/// operations that give them; codes and HTTP statuses for the rest.
+pub fn classify(op: &str, code: &str, message: &str, status: Option<u16>) -> ErrorClass {
+    let has = |table: &[Answer]| {
+        table
+            .iter()
+            .any(|a| a.code == code && a.ops.contains(&op) && message.contains(a.says))
+    };
     if has(NOT_YET_VISIBLE) {
         ErrorClass::NotYetVisible
     } else if has(PROPAGATION) {
@@ -108,7 +213,8 @@ pub fn classify(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
     } else if LINGERING.contains(&code) {
         ErrorClass::Lingering
     } else if ALREADY_EXISTS.contains(&code)
-        || (code == "ResourceConflictException" && message.contains("already exist"))
+        // Lambda answers a taken function name with ResourceConflictException "already exist".
+        || (op == "CreateFunction" && code == "ResourceConflictException" && message.contains("already exist"))
     {
         ErrorClass::AlreadyExists
     } else if is_not_found(code) {
@@ -163,7 +269,7 @@ where
                 (_, Some(s)) => format!("HTTP {s}, no error body"),
                 (_, None) => chain(&e),
             };
-            let class = classify(&code, &message, status);
+            let class = classify(op, &code, &message, status);
             (code, message, class)
         }
         SdkError::TimeoutError(_) => ("Timeout".into(), chain(&e), ErrorClass::Transient),
@@ -178,6 +284,7 @@ where
         code,
         message,
         class,
+        status,
     }
 }
 
@@ -223,23 +330,31 @@ mod tests {
 
     #[test]
     fn classes() {
+        let any = "DescribeVpcs";
         assert_eq!(
-            classify("ThrottlingException", "Rate exceeded", Some(400)),
+            classify(any, "ThrottlingException", "Rate exceeded", Some(400)),
             ErrorClass::Throttled
         );
-        assert_eq!(classify("Whatever", "", Some(503)), ErrorClass::Transient);
+        assert_eq!(classify(any, "Whatever", "", Some(503)), ErrorClass::Transient);
         assert_eq!(
-            classify("InvalidVpcID.NotFound", "", Some(400)),
+            classify("CreateSubnet", "InvalidVpcID.NotFound", "", Some(400)),
             ErrorClass::NotYetVisible
         );
-        assert_eq!(classify("DependencyViolation", "", Some(400)), ErrorClass::Lingering);
         assert_eq!(
-            classify("InvalidGroup.Duplicate", "", Some(400)),
+            classify("DeleteSubnet", "DependencyViolation", "", Some(400)),
+            ErrorClass::Lingering
+        );
+        assert_eq!(
+            classify("CreateSecurityGroup", "InvalidGroup.Duplicate", "", Some(400)),
             ErrorClass::AlreadyExists
         );
-        assert_eq!(classify("BucketAlreadyExists", "", Some(409)), ErrorClass::Fatal);
+        assert_eq!(
+            classify("CreateBucket", "BucketAlreadyExists", "", Some(409)),
+            ErrorClass::Fatal
+        );
         assert_eq!(
             classify(
+                "PutBucketReplication",
                 "InvalidRequest",
                 "Destination bucket must have versioning enabled.",
                 Some(400)
@@ -248,6 +363,7 @@ mod tests {
         );
         assert_eq!(
             classify(
+                "CreateFunction",
                 "InvalidParameterValueException",
                 "The role defined for the function cannot be assumed by Lambda.",
                 Some(400)
@@ -255,10 +371,73 @@ mod tests {
             ErrorClass::Propagation
         );
         assert_eq!(
-            classify("ValidationError", "Invalid IAM Instance Profile name", Some(400)),
+            classify(
+                "CreateAutoScalingGroup",
+                "ValidationError",
+                "Invalid IAM Instance Profile name",
+                Some(400)
+            ),
             ErrorClass::Propagation
         );
-        assert_eq!(classify("AccessDenied", "Access Denied", Some(403)), ErrorClass::Fatal);
-        assert_eq!(classify("MalformedPolicyDocument", "bad", Some(400)), ErrorClass::Fatal);
+        assert_eq!(
+            classify("GetBucketPolicy", "AccessDenied", "Access Denied", Some(403)),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify("PutKeyPolicy", "MalformedPolicyDocument", "bad", Some(400)),
+            ErrorClass::Fatal
+        );
+    }
+
+    /// The message-told answers hold only for the operations that give them: the same code and
+    /// words elsewhere are a plain refusal, not something to wait out.
+    #[test]
+    fn message_told_answers_are_scoped_to_their_operations() {
+        let role = "The role defined for the function cannot be assumed by Lambda.";
+        assert_eq!(
+            classify(
+                "UpdateFunctionConfiguration",
+                "InvalidParameterValueException",
+                role,
+                Some(400)
+            ),
+            ErrorClass::Propagation
+        );
+        assert_eq!(
+            classify("CreateTopic", "InvalidParameterValueException", role, Some(400)),
+            ErrorClass::Fatal
+        );
+        let versioning = "Destination bucket must have versioning enabled.";
+        assert_eq!(
+            classify("PutBucketTagging", "InvalidRequest", versioning, Some(400)),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify(
+                "CreateSecret",
+                "InvalidRequestException",
+                "already scheduled for deletion",
+                Some(400)
+            ),
+            ErrorClass::NotYetVisible
+        );
+        assert_eq!(
+            classify(
+                "UpdateSecret",
+                "InvalidRequestException",
+                "already scheduled for deletion",
+                Some(400)
+            ),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify(
+                "CreateFunction",
+                "ResourceConflictException",
+                "Function already exist",
+                Some(409)
+            ),
+            ErrorClass::AlreadyExists
+        );
     }
 }

@@ -229,6 +229,7 @@ mod tests {
             op: "CreateThing".into(),
             object: None,
             code: format!("{class:?}"),
+            status: None,
             message: "m".into(),
             class,
         }

@@ -443,6 +443,7 @@ mod tests {
             code: "InvalidParameterValueException".into(),
             message: "cannot be assumed".into(),
             class,
+            status: None,
         }
     }
 

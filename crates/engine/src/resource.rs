@@ -125,6 +125,9 @@ pub struct NodeError {
     pub code: String,
     pub message: String,
     pub class: ErrorClass,
+    /// The HTTP status of the answer, when there was one: code that branches on an outcome
+    /// (412, 409, 404) reads it here, never in the message.
+    pub status: Option<u16>,
 }
 
 impl NodeError {
@@ -135,6 +138,7 @@ impl NodeError {
             code: code.into(),
             message: message.into(),
             class: ErrorClass::Fatal,
+            status: None,
         }
     }
 

@@ -41,7 +41,7 @@ pub struct Cli {
     /// Use the local emulator: --endpoint-url http://127.0.0.1:4566, test credentials if none
     #[arg(long, global = true)]
     pub local: bool,
-    /// AWS operations in flight at most
+    /// AWS operations in flight at most, per region (AWS throttles per account and region)
     #[arg(long, default_value_t = 10, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
     /// Machine-readable output on stdout

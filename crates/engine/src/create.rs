@@ -103,7 +103,7 @@ impl Driver {
         loop {
             attempt += 1;
             let res = {
-                let _permit = self.permits.acquire().await.expect("semaphore open");
+                let _permit = self.permits.acquire(&cx.region).await;
                 r.create(cx, desired).await
             };
             let e = match res {

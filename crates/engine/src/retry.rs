@@ -61,7 +61,7 @@ impl Driver {
         loop {
             attempt += 1;
             let r = {
-                let _permit = self.permits.acquire().await.expect("semaphore open");
+                let _permit = self.permits.acquire(&cx.region).await;
                 f().await
             };
             let e = match r {

@@ -77,23 +77,23 @@ const fn outputs(mut k: Kind, outputs: &'static [(&'static str, &'static str)]) 
 /// network in 5-15 minutes; a NAT gateway a minute or two; an Auto Scaling group and a function
 /// half a minute; everything else answers within seconds.
 pub static KINDS: &[Kind] = &[
-    outputs(kind("vpc", |a| Arc::new(Vpc(a))), &[("VpcId", "id")]),
-    kind("subnet-public-a", |a| Arc::new(Subnet(a))),
-    kind("subnet-public-b", |a| Arc::new(Subnet(a))),
-    kind("subnet-private-a", |a| Arc::new(Subnet(a))),
-    kind("subnet-private-b", |a| Arc::new(Subnet(a))),
-    kind("subnet-database-a", |a| Arc::new(Subnet(a))),
-    kind("subnet-database-b", |a| Arc::new(Subnet(a))),
+    outputs(kind("vpc", |a| Arc::new(Typed(Vpc(a)))), &[("VpcId", "id")]),
+    kind("subnet-public-a", |a| Arc::new(Typed(Subnet(a)))),
+    kind("subnet-public-b", |a| Arc::new(Typed(Subnet(a)))),
+    kind("subnet-private-a", |a| Arc::new(Typed(Subnet(a)))),
+    kind("subnet-private-b", |a| Arc::new(Typed(Subnet(a)))),
+    kind("subnet-database-a", |a| Arc::new(Typed(Subnet(a)))),
+    kind("subnet-database-b", |a| Arc::new(Typed(Subnet(a)))),
     kind("internet-gateway", |a| Arc::new(Typed(InternetGateway(a)))),
-    kind("nat-eip", |a| Arc::new(NatEip(a))),
-    slow(kind("nat-gateway", |a| Arc::new(NatGateway(a))), 15, 120.0),
-    kind("route-table-public", |a| Arc::new(RouteTable(a))),
-    kind("route-table-private-a", |a| Arc::new(RouteTable(a))),
-    kind("route-table-private-b", |a| Arc::new(RouteTable(a))),
-    kind("route-table-database-a", |a| Arc::new(RouteTable(a))),
-    kind("route-table-database-b", |a| Arc::new(RouteTable(a))),
-    kind("sg-app", |a| Arc::new(SecurityGroup(a))),
-    kind("sg-db", |a| Arc::new(SecurityGroup(a))),
+    kind("nat-eip", |a| Arc::new(Typed(NatEip(a)))),
+    slow(kind("nat-gateway", |a| Arc::new(Typed(NatGateway(a)))), 15, 120.0),
+    kind("route-table-public", |a| Arc::new(Typed(RouteTable(a)))),
+    kind("route-table-private-a", |a| Arc::new(Typed(RouteTable(a)))),
+    kind("route-table-private-b", |a| Arc::new(Typed(RouteTable(a)))),
+    kind("route-table-database-a", |a| Arc::new(Typed(RouteTable(a)))),
+    kind("route-table-database-b", |a| Arc::new(Typed(RouteTable(a)))),
+    kind("sg-app", |a| Arc::new(Typed(SecurityGroup(a)))),
+    kind("sg-db", |a| Arc::new(Typed(SecurityGroup(a)))),
     outputs(kind("kms-key", |a| Arc::new(KmsKey(a))), &[("KmsKeyId", "id")]),
     kind("kms-alias", |a| Arc::new(Typed(KmsAlias(a)))),
     outputs(
@@ -101,11 +101,11 @@ pub static KINDS: &[Kind] = &[
         &[("BucketName", "name")],
     ),
     kind("cf-log-bucket", |a| Arc::new(S3Bucket(a, Variant::CloudFrontLogs))),
-    kind("s3-bucket-policy", |a| Arc::new(S3BucketPolicy(a))),
+    kind("s3-bucket-policy", |a| Arc::new(Typed(S3BucketPolicy(a)))),
     kind("iam-replication-role", |a| Arc::new(IamRole(a, RoleKind::Replication))),
     kind("iam-ec2-role", |a| Arc::new(IamRole(a, RoleKind::Ec2))),
     kind("iam-lambda-role", |a| Arc::new(IamRole(a, RoleKind::Lambda))),
-    kind("db-subnet-group", |a| Arc::new(DbSubnetGroup(a))),
+    kind("db-subnet-group", |a| Arc::new(Typed(DbSubnetGroup(a)))),
     outputs(kind("db-secret", |a| Arc::new(DbSecret(a))), &[("DbSecretArn", "arn")]),
     outputs(
         slow(
@@ -131,8 +131,10 @@ pub static KINDS: &[Kind] = &[
     ),
     kind("log-group", |a| Arc::new(Typed(LogGroup(a)))),
     slow(kind("lambda-function", |a| Arc::new(LambdaFunction(a))), WAIT, 30.0),
-    kind("s3-notification", |a| Arc::new(S3Notification(a))),
-    kind("cf-origin-access-control", |a| Arc::new(CfOriginAccessControl(a))),
+    kind("s3-notification", |a| Arc::new(Typed(S3Notification(a)))),
+    kind("cf-origin-access-control", |a| {
+        Arc::new(Typed(CfOriginAccessControl(a)))
+    }),
     outputs(
         slow(kind("cloudfront", |a| Arc::new(CloudFront(a))), 45, 600.0),
         &[

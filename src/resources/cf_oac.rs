@@ -2,17 +2,26 @@
 //! OACs take no tags: found by their SPEC name.
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_cloudfront::types::{
     OriginAccessControlConfig, OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
     OriginAccessControlSigningProtocols,
 };
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct CfOriginAccessControl(pub Arc<Aws>);
+
+crate::spec! {
+    /// SPEC: an S3 origin, signing always, with SigV4.
+    pub struct OacSpec, OacLive, OacChanged {
+        origin_type: String,
+        signing_behavior: String,
+        signing_protocol: String,
+    }
+    immutable []
+}
 
 pub fn oac_name(env: &str) -> String {
     format!("tap-oac-{env}")
@@ -30,13 +39,15 @@ fn config(env: &str) -> OriginAccessControlConfig {
 }
 
 #[async_trait::async_trait]
-impl Resource for CfOriginAccessControl {
-    async fn desired(&self, _cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("origin_type".into(), json!("s3")),
-            ("signing_behavior".into(), json!("always")),
-            ("signing_protocol".into(), json!("sigv4")),
-        ]))
+impl Kind for CfOriginAccessControl {
+    type Spec = OacSpec;
+
+    async fn desired(&self, _cx: &NodeCx) -> Result<OacSpec, NodeError> {
+        Ok(OacSpec {
+            origin_type: "s3".into(),
+            signing_behavior: "always".into(),
+            signing_protocol: "sigv4".into(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -69,13 +80,15 @@ impl Resource for CfOriginAccessControl {
             Live::new(&o.id)
                 .attr("id", &o.id)
                 .attr("name", &name)
-                .prop("origin_type", o.origin_access_control_origin_type.as_str())
-                .prop("signing_behavior", o.signing_behavior.as_str())
-                .prop("signing_protocol", o.signing_protocol.as_str())
+                .observed(&OacLive {
+                    origin_type: Some(o.origin_access_control_origin_type.as_str().into()),
+                    signing_behavior: Some(o.signing_behavior.as_str().into()),
+                    signing_protocol: Some(o.signing_protocol.as_str().into()),
+                })
         }))
     }
 
-    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, _: &OacSpec) -> Result<Live, NodeError> {
         let cf = self.0.cloudfront(&cx.region);
         let out = cf
             .create_origin_access_control()
@@ -87,7 +100,7 @@ impl Resource for CfOriginAccessControl {
         Ok(Live::new(&id).attr("id", &id).attr("name", oac_name(&cx.inputs().env)))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, _: &OacSpec, _: &OacChanged) -> Result<(), NodeError> {
         let cf = self.0.cloudfront(&cx.region);
         let etag = cf
             .get_origin_access_control()

@@ -2,36 +2,40 @@
 
 use super::cx::StackCx;
 use super::rds_tags;
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
-use serde_json::json;
-use std::collections::BTreeSet;
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use std::sync::Arc;
 
 pub struct DbSubnetGroup(pub Arc<Aws>);
+
+crate::spec! {
+    /// The two database subnets, sorted.
+    pub struct DbSubnetGroupSpec, DbSubnetGroupLive, DbSubnetGroupChanged {
+        subnets: Vec<String>,
+        tags: Tags,
+    }
+    immutable []
+}
 
 pub fn name(env: &str) -> String {
     format!("tap-db-subnets-{env}")
 }
 
-impl DbSubnetGroup {
-    fn subnets(d: &Props) -> Vec<String> {
-        serde_json::from_value(d["subnets"].clone()).unwrap_or_default()
-    }
-}
-
 #[async_trait::async_trait]
-impl Resource for DbSubnetGroup {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for DbSubnetGroup {
+    type Spec = DbSubnetGroupSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<DbSubnetGroupSpec, NodeError> {
         let mut subnets = vec![
             cx.attr(&cx.local("subnet-database-a"), "id")?,
             cx.attr(&cx.local("subnet-database-b"), "id")?,
         ];
         subnets.sort();
-        Ok(Props::from([
-            ("subnets".into(), json!(subnets)),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+        Ok(DbSubnetGroupSpec {
+            subnets,
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -61,19 +65,22 @@ impl Resource for DbSubnetGroup {
             Live::new(&n)
                 .arn(arn)
                 .attr("name", &n)
-                .prop("subnets", json!(subnets))
+                .observed(&DbSubnetGroupLive {
+                    subnets: Some(subnets),
+                    tags: None,
+                })
                 .tags(tags),
         ))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &DbSubnetGroupSpec) -> Result<Live, NodeError> {
         let n = name(&cx.inputs().env);
         self.0
             .rds(&cx.region)
             .create_db_subnet_group()
             .db_subnet_group_name(&n)
             .db_subnet_group_description(format!("TAP database subnets ({})", cx.inputs().env))
-            .set_subnet_ids(Some(Self::subnets(d)))
+            .set_subnet_ids(Some(want.subnets.clone()))
             .set_tags(Some(rds_tags::tags(cx)))
             .send()
             .await
@@ -87,18 +94,24 @@ impl Resource for DbSubnetGroup {
         })
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
-        if changed.contains("subnets") {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &DbSubnetGroupSpec,
+        changed: &DbSubnetGroupChanged,
+    ) -> Result<(), NodeError> {
+        if changed.subnets {
             self.0
                 .rds(&cx.region)
                 .modify_db_subnet_group()
                 .db_subnet_group_name(&live.physical_id)
-                .set_subnet_ids(Some(Self::subnets(d)))
+                .set_subnet_ids(Some(want.subnets.clone()))
                 .send()
                 .await
                 .op("ModifyDBSubnetGroup")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             rds_tags::retag(&self.0, cx, live.arn.as_deref().unwrap_or_default()).await?;
         }
         Ok(())

@@ -3,15 +3,32 @@
 
 use super::cx::StackCx;
 use super::ec2::{self, Lookup};
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
 use aws_sdk_ec2::types::{Address, DomainType, NatGateway as Ngw, NatGatewayState, ResourceType};
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct NatEip(pub Arc<Aws>);
 pub struct NatGateway(pub Arc<Aws>);
+
+crate::spec! {
+    /// An Elastic IP for the VPC: only its tags.
+    pub struct EipSpec, EipLive, EipChanged {
+        tags: Tags,
+    }
+    immutable []
+}
+
+crate::spec! {
+    /// In `subnet-public-a`, with the `nat-eip` allocation.
+    pub struct NatSpec, NatLive, NatChanged {
+        subnet: String,
+        allocation: String,
+        tags: Tags,
+    }
+    immutable [subnet, allocation]
+}
 
 fn eip_live(a: Address) -> Live {
     let id = a.allocation_id.clone().unwrap_or_default();
@@ -22,9 +39,13 @@ fn eip_live(a: Address) -> Live {
 }
 
 #[async_trait::async_trait]
-impl Resource for NatEip {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([("tags".into(), ec2::desired_tags(cx))]))
+impl Kind for NatEip {
+    type Spec = EipSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<EipSpec, NodeError> {
+        Ok(EipSpec {
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -51,7 +72,7 @@ impl Resource for NatEip {
         Ok(found.map(|f| eip_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, _: &EipSpec) -> Result<Live, NodeError> {
         let out = self
             .0
             .ec2(&cx.region)
@@ -71,7 +92,7 @@ impl Resource for NatEip {
             .tags(cx.tags()))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, _: &EipSpec, _: &EipChanged) -> Result<(), NodeError> {
         ec2::retag(&self.0, cx, &live.physical_id).await
     }
 
@@ -96,8 +117,11 @@ fn nat_live(g: Ngw) -> Live {
     Live::new(&id)
         .attr("id", &id)
         .attr("status", state)
-        .prop("subnet", g.subnet_id.clone().unwrap_or_default())
-        .prop("allocation", alloc)
+        .observed(&NatLive {
+            subnet: Some(g.subnet_id.clone().unwrap_or_default()),
+            allocation: Some(alloc),
+            tags: None,
+        })
         .tags(ec2::tag_map_of(g.tags()))
 }
 
@@ -118,20 +142,15 @@ impl NatGateway {
 }
 
 #[async_trait::async_trait]
-impl Resource for NatGateway {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("subnet".into(), json!(cx.attr(&cx.local("subnet-public-a"), "id")?)),
-            (
-                "allocation".into(),
-                json!(cx.attr(&cx.local("nat-eip"), "allocation_id")?),
-            ),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
-    }
+impl Kind for NatGateway {
+    type Spec = NatSpec;
 
-    fn immutable(&self) -> &'static [&'static str] {
-        &["subnet", "allocation"]
+    async fn desired(&self, cx: &NodeCx) -> Result<NatSpec, NodeError> {
+        Ok(NatSpec {
+            subnet: cx.attr(&cx.local("subnet-public-a"), "id")?,
+            allocation: cx.attr(&cx.local("nat-eip"), "allocation_id")?,
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -153,13 +172,13 @@ impl Resource for NatGateway {
         Ok(found.map(|f| nat_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &NatSpec) -> Result<Live, NodeError> {
         let out = self
             .0
             .ec2(&cx.region)
             .create_nat_gateway()
-            .subnet_id(d["subnet"].as_str().unwrap_or_default())
-            .allocation_id(d["allocation"].as_str().unwrap_or_default())
+            .subnet_id(&want.subnet)
+            .allocation_id(&want.allocation)
             .tag_specifications(ec2::tag_spec(cx, ResourceType::Natgateway))
             .client_token(cx.token(64))
             .send()
@@ -170,7 +189,7 @@ impl Resource for NatGateway {
         })?))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, _: &NatSpec, _: &NatChanged) -> Result<(), NodeError> {
         ec2::retag(&self.0, cx, &live.physical_id).await
     }
 

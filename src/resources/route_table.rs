@@ -3,14 +3,25 @@
 
 use super::cx::StackCx;
 use super::ec2::{self, Lookup};
+use super::typed::{Kind, Observe, Tags, observed_of};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_ec2::types::{ResourceType, RouteTable as Rt};
-use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub struct RouteTable(pub Arc<Aws>);
+
+crate::spec! {
+    /// In the VPC: routes by destination CIDR (to a gateway id), the associated subnets sorted.
+    pub struct RtSpec, RtLive, RtChanged {
+        vpc: String,
+        routes: BTreeMap<String, String>,
+        subnets: Vec<String>,
+        tags: Tags,
+    }
+    immutable [vpc]
+}
 
 pub const KINDS: [&str; 5] = [
     "route-table-public",
@@ -39,7 +50,7 @@ const DEFAULT: &str = "0.0.0.0/0";
 
 fn to_live(t: Rt) -> Live {
     let id = t.route_table_id.clone().unwrap_or_default();
-    let mut routes = Map::new();
+    let mut routes = BTreeMap::new();
     for r in t.routes() {
         // The VPC's local route is implicit and not ours.
         if r.gateway_id.as_deref() == Some("local") {
@@ -51,12 +62,9 @@ fn to_live(t: Rt) -> Live {
         ) else {
             continue;
         };
-        routes.insert(dest, json!(target));
+        routes.insert(dest, target);
     }
-    let mut live = Live::new(&id)
-        .attr("id", &id)
-        .prop("vpc", t.vpc_id.clone().unwrap_or_default())
-        .prop("routes", Value::Object(routes));
+    let mut live = Live::new(&id).attr("id", &id);
     let mut subnets = Vec::new();
     for a in t.associations() {
         if let (Some(s), Some(aid)) = (&a.subnet_id, &a.route_table_association_id) {
@@ -65,32 +73,36 @@ fn to_live(t: Rt) -> Live {
         }
     }
     subnets.sort();
-    live.prop("subnets", json!(subnets)).tags(ec2::tag_map_of(t.tags()))
+    live.observed(&RtLive {
+        vpc: Some(t.vpc_id.clone().unwrap_or_default()),
+        routes: Some(routes),
+        subnets: Some(subnets),
+        tags: None,
+    })
+    .tags(ec2::tag_map_of(t.tags()))
 }
 
 #[async_trait::async_trait]
-impl Resource for RouteTable {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for RouteTable {
+    type Spec = RtSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<RtSpec, NodeError> {
         let (target, subnet_kinds) = layout(cx.node.kind);
-        let mut routes = Map::new();
+        let mut routes = BTreeMap::new();
         if let Some((kind, attr)) = target {
-            routes.insert(DEFAULT.into(), json!(cx.attr(&cx.local(kind), attr)?));
+            routes.insert(DEFAULT.into(), cx.attr(&cx.local(kind), attr)?);
         }
         let mut subnets = subnet_kinds
             .iter()
             .map(|k| cx.attr(&cx.local(k), "id"))
             .collect::<Result<Vec<_>, _>>()?;
         subnets.sort();
-        Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&cx.local("vpc"), "id")?)),
-            ("routes".into(), Value::Object(routes)),
-            ("subnets".into(), json!(subnets)),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
-    }
-
-    fn immutable(&self) -> &'static [&'static str] {
-        &["vpc"]
+        Ok(RtSpec {
+            vpc: cx.attr(&cx.local("vpc"), "id")?,
+            routes,
+            subnets,
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -117,13 +129,13 @@ impl Resource for RouteTable {
         Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &RtSpec) -> Result<Live, NodeError> {
         // ClientToken: a retry (the SDK's, or a rerun after a crash) returns the same table.
         let out = self
             .0
             .ec2(&cx.region)
             .create_route_table()
-            .vpc_id(d["vpc"].as_str().unwrap_or_default())
+            .vpc_id(&want.vpc)
             .tag_specifications(ec2::tag_spec(cx, ResourceType::RouteTable))
             .client_token(cx.token(64))
             .send()
@@ -134,18 +146,23 @@ impl Resource for RouteTable {
         })?))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
-        self.update(cx, live, d, &["routes", "subnets"].map(String::from).into())
-            .await
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &RtSpec) -> Result<(), NodeError> {
+        let changed = RtChanged {
+            routes: true,
+            subnets: true,
+            ..Default::default()
+        };
+        self.update(cx, live, want, &changed).await
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, spec: &RtSpec, changed: &RtChanged) -> Result<(), NodeError> {
         let ec2 = self.0.ec2(&cx.region);
         let id = &live.physical_id;
-        if changed.contains("routes") {
-            let have = object(live.props.get("routes"));
-            let want = object(d.get("routes"));
-            for (dest, target) in &want {
+        let observed = observed_of::<RtSpec>(live);
+        if changed.routes {
+            let have = observed.routes.unwrap_or_default();
+            let want = &spec.routes;
+            for (dest, target) in want {
                 if have.get(dest) == Some(target) {
                     continue;
                 }
@@ -165,9 +182,9 @@ impl Resource for RouteTable {
                 self.delete_route(cx, id, dest).await?;
             }
         }
-        if changed.contains("subnets") {
-            let have: BTreeSet<String> = strings(live.props.get("subnets"));
-            let want: BTreeSet<String> = strings(d.get("subnets"));
+        if changed.subnets {
+            let have: BTreeSet<String> = observed.subnets.unwrap_or_default().into_iter().collect();
+            let want: BTreeSet<String> = spec.subnets.iter().cloned().collect();
             for s in want.difference(&have) {
                 ec2.associate_route_table()
                     .route_table_id(id)
@@ -182,7 +199,7 @@ impl Resource for RouteTable {
                 }
             }
         }
-        if changed.contains("tags") {
+        if changed.tags {
             ec2::retag(&self.0, cx, id).await?;
         }
         Ok(())
@@ -224,20 +241,4 @@ impl RouteTable {
             .await
             .ok_on("DisassociateRouteTable", &["InvalidAssociationID.NotFound"])
     }
-}
-
-fn object(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn strings(v: Option<&Value>) -> BTreeSet<String> {
-    v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
 }

@@ -1,14 +1,22 @@
 //! `s3-bucket-policy`: TLS-only access, and reads by the CloudFront distribution (OAC).
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe};
 use super::{names, policy};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct S3BucketPolicy(pub Arc<Aws>);
+
+crate::spec! {
+    /// The policy document, normalized (see [`policy::normalize`]).
+    pub struct BucketPolicySpec, BucketPolicyLive, BucketPolicyChanged {
+        policy: Value,
+    }
+    immutable []
+}
 
 /// The bucket policy of SPEC; `distribution_arn` adds the CloudFront read grant.
 pub fn bucket_policy(bucket_arn: &str, distribution_arn: Option<&str>) -> Value {
@@ -49,9 +57,13 @@ impl S3BucketPolicy {
 }
 
 #[async_trait::async_trait]
-impl Resource for S3BucketPolicy {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([("policy".into(), policy::normalize(&self.authored(cx)?))]))
+impl Kind for S3BucketPolicy {
+    type Spec = BucketPolicySpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<BucketPolicySpec, NodeError> {
+        Ok(BucketPolicySpec {
+            policy: policy::normalize(&self.authored(cx)?),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -66,20 +78,28 @@ impl Resource for S3BucketPolicy {
             Err(e) => return Err(super::s3_bucket::explain_forbidden(&self.0, &cx.region, &bucket, e).await),
         };
         Ok(out.map(|o| {
-            Live::new(&bucket)
-                .attr("bucket", &bucket)
-                .prop("policy", policy::parse(o.policy.as_deref().unwrap_or_default()))
+            Live::new(&bucket).attr("bucket", &bucket).observed(&BucketPolicyLive {
+                policy: Some(policy::parse(o.policy.as_deref().unwrap_or_default())),
+            })
         }))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &BucketPolicySpec) -> Result<Live, NodeError> {
         let bucket = names::bucket(cx.inputs(), &cx.region);
         let live = Live::new(&bucket).attr("bucket", &bucket);
-        self.update(cx, &live, d, &BTreeSet::new()).await?;
-        Ok(live.prop("policy", d["policy"].clone()))
+        self.update(cx, &live, want, &BucketPolicyChanged::default()).await?;
+        Ok(live.observed(&BucketPolicyLive {
+            policy: Some(want.policy.clone()),
+        }))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        _: &BucketPolicySpec,
+        _: &BucketPolicyChanged,
+    ) -> Result<(), NodeError> {
         let s3 = self.0.s3(&cx.region);
         s3.put_bucket_policy()
             .bucket(&live.physical_id)

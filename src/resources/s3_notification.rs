@@ -3,14 +3,23 @@
 
 use super::cx::StackCx;
 use super::names;
+use super::typed::{Kind, Observe, observed_of};
 use crate::aws::{Aws, SendExt, compat};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct S3Notification(pub Arc<Aws>);
+
+crate::spec! {
+    /// The function notified, the events (sorted), and whether S3 may invoke it.
+    pub struct NotificationSpec, NotificationLive, NotificationChanged {
+        function: String,
+        events: Vec<String>,
+        permission: bool,
+    }
+    immutable []
+}
 
 pub const EVENTS: [&str; 2] = ["s3:ObjectCreated:*", "s3:Replication:*"];
 pub const CONFIG_ID: &str = "tap-replication-monitor";
@@ -39,13 +48,15 @@ impl S3Notification {
 }
 
 #[async_trait::async_trait]
-impl Resource for S3Notification {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("function".into(), json!(cx.attr(&cx.local("lambda-function"), "arn")?)),
-            ("events".into(), json!(EVENTS)),
-            ("permission".into(), json!(true)),
-        ]))
+impl Kind for S3Notification {
+    type Spec = NotificationSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<NotificationSpec, NodeError> {
+        Ok(NotificationSpec {
+            function: cx.attr(&cx.local("lambda-function"), "arn")?,
+            events: EVENTS.map(String::from).to_vec(),
+            permission: true,
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -78,26 +89,39 @@ impl Resource for S3Notification {
         events.sort();
         let function = conf.lambda_function_arn.clone();
         let permission = self.permission(cx, &function).await?;
-        Ok(Some(
-            Live::new(&bucket)
-                .attr("bucket", &bucket)
-                .prop("function", function)
-                .prop("events", json!(events))
-                .prop("permission", permission),
-        ))
+        Ok(Some(Live::new(&bucket).attr("bucket", &bucket).observed(
+            &NotificationLive {
+                function: Some(function),
+                events: Some(events),
+                permission: Some(permission),
+            },
+        )))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &NotificationSpec) -> Result<Live, NodeError> {
         let bucket = names::bucket(cx.inputs(), &cx.region);
-        let live = Live::new(&bucket).attr("bucket", &bucket).prop("permission", false);
-        self.update(cx, &live, d, &["permission", "function"].map(String::from).into())
-            .await?;
+        let live = Live::new(&bucket).attr("bucket", &bucket).observed(&NotificationLive {
+            permission: Some(false),
+            ..Default::default()
+        });
+        let changed = NotificationChanged {
+            permission: true,
+            function: true,
+            ..Default::default()
+        };
+        self.update(cx, &live, want, &changed).await?;
         Ok(live)
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
-        let function = d["function"].as_str().unwrap_or_default();
-        if changed.contains("permission") || changed.contains("function") {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &NotificationSpec,
+        changed: &NotificationChanged,
+    ) -> Result<(), NodeError> {
+        let function = want.function.as_str();
+        if changed.permission || changed.function {
             let account = self.0.account_id(&cx.region).await?;
             let l = self.0.lambda(&cx.region);
             l.remove_permission()
@@ -152,7 +176,7 @@ impl Resource for S3Notification {
             .send()
             .await
             .ok_on("PutBucketNotificationConfiguration", &["NoSuchBucket"])?;
-        if let Some(f) = live.props.get("function").and_then(|f| f.as_str()) {
+        if let Some(f) = observed_of::<NotificationSpec>(live).function {
             let l = self.0.lambda(&cx.region);
             l.remove_permission()
                 .function_name(f)

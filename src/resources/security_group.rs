@@ -2,21 +2,53 @@
 
 use super::cx::StackCx;
 use super::ec2::{self, Lookup};
+use super::typed::{Kind, Observe, Tags, observed_of};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup as Sg, UserIdGroupPair};
-use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct SecurityGroup(pub Arc<Aws>);
 
 /// One rule, flattened: protocol, port range, and a CIDR or security group id as the peer.
-fn rule(proto: &str, from: i32, to: i32, peer: &str) -> Value {
-    json!({"proto": proto, "from": from, "to": to, "peer": peer})
+/// Fields in the order of their names, so that [`key`] is the rule's JSON with sorted keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    from: i32,
+    peer: String,
+    proto: String,
+    to: i32,
 }
 
-fn flatten(perms: &[IpPermission]) -> Vec<Value> {
+crate::spec! {
+    /// Named in the VPC; rules sorted (by [`key`]) and without duplicates.
+    pub struct SgSpec, SgLive, SgChanged {
+        vpc: String,
+        name: String,
+        ingress: Vec<Rule>,
+        egress: Vec<Rule>,
+        tags: Tags,
+    }
+    immutable [vpc, name]
+}
+
+fn rule(proto: &str, from: i32, to: i32, peer: &str) -> Rule {
+    Rule {
+        from,
+        peer: peer.into(),
+        proto: proto.into(),
+        to,
+    }
+}
+
+/// A rule's JSON text: rules are ordered and compared by it (the order state files hold).
+fn key(r: &Rule) -> String {
+    serde_json::to_string(r).expect("a rule serializes")
+}
+
+fn flatten(perms: &[IpPermission]) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in perms {
         let proto = p.ip_protocol.clone().unwrap_or_default();
@@ -35,20 +67,18 @@ fn flatten(perms: &[IpPermission]) -> Vec<Value> {
     sorted(out)
 }
 
-fn sorted(mut v: Vec<Value>) -> Vec<Value> {
-    v.sort_by_key(|x| x.to_string());
+fn sorted(mut v: Vec<Rule>) -> Vec<Rule> {
+    v.sort_by_key(key);
     v.dedup();
     v
 }
 
-fn permission(r: &Value) -> IpPermission {
-    let peer = r["peer"].as_str().unwrap_or_default();
-    let proto = r["proto"].as_str().unwrap_or_default();
+fn permission(r: &Rule) -> IpPermission {
+    let peer = r.peer.as_str();
+    let proto = r.proto.as_str();
     let mut p = IpPermission::builder().ip_protocol(proto);
     if proto != "-1" {
-        p = p
-            .from_port(r["from"].as_i64().unwrap_or(0) as i32)
-            .to_port(r["to"].as_i64().unwrap_or(0) as i32);
+        p = p.from_port(r.from).to_port(r.to);
     }
     if peer.starts_with("sg-") {
         p.user_id_group_pairs(UserIdGroupPair::builder().group_id(peer).build())
@@ -63,10 +93,13 @@ fn to_live(g: Sg) -> Live {
     Live::new(&id)
         .attr("id", &id)
         .attr("name", g.group_name.clone().unwrap_or_default())
-        .prop("vpc", g.vpc_id.clone().unwrap_or_default())
-        .prop("name", g.group_name.clone().unwrap_or_default())
-        .prop("ingress", json!(flatten(g.ip_permissions())))
-        .prop("egress", json!(flatten(g.ip_permissions_egress())))
+        .observed(&SgLive {
+            vpc: Some(g.vpc_id.clone().unwrap_or_default()),
+            name: Some(g.group_name.clone().unwrap_or_default()),
+            ingress: Some(flatten(g.ip_permissions())),
+            egress: Some(flatten(g.ip_permissions_egress())),
+            tags: None,
+        })
         .tags(ec2::tag_map_of(g.tags()))
 }
 
@@ -78,8 +111,10 @@ fn group_name(cx: &NodeCx) -> String {
 }
 
 #[async_trait::async_trait]
-impl Resource for SecurityGroup {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for SecurityGroup {
+    type Spec = SgSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<SgSpec, NodeError> {
         let (ingress, egress) = match cx.node.kind {
             "sg-app" => (
                 vec![rule("tcp", 80, 80, "0.0.0.0/0"), rule("tcp", 443, 443, "0.0.0.0/0")],
@@ -90,17 +125,13 @@ impl Resource for SecurityGroup {
                 vec![],
             ),
         };
-        Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&cx.local("vpc"), "id")?)),
-            ("name".into(), json!(group_name(cx))),
-            ("ingress".into(), json!(sorted(ingress))),
-            ("egress".into(), json!(sorted(egress))),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
-    }
-
-    fn immutable(&self) -> &'static [&'static str] {
-        &["vpc", "name"]
+        Ok(SgSpec {
+            vpc: cx.attr(&cx.local("vpc"), "id")?,
+            name: group_name(cx),
+            ingress: sorted(ingress),
+            egress: sorted(egress),
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -127,7 +158,7 @@ impl Resource for SecurityGroup {
         Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &SgSpec) -> Result<Live, NodeError> {
         let description = match cx.node.kind {
             "sg-app" => "TAP application instances",
             _ => "TAP database, reachable from the application only",
@@ -140,46 +171,59 @@ impl Resource for SecurityGroup {
             .create_security_group()
             .group_name(group_name(cx))
             .description(description)
-            .vpc_id(d["vpc"].as_str().unwrap_or_default())
+            .vpc_id(&want.vpc)
             .tag_specifications(ec2::tag_spec(cx, ResourceType::SecurityGroup))
             .send()
             .await
             .op("CreateSecurityGroup")?;
         let id = out.group_id.unwrap_or_default();
         // A new group has the default allow-all egress rule and no ingress.
-        Ok(Live::new(&id)
-            .attr("id", &id)
-            .prop("ingress", json!([]))
-            .prop("egress", json!([rule("-1", -1, -1, "0.0.0.0/0")])))
+        Ok(Live::new(&id).attr("id", &id).observed(&SgLive {
+            ingress: Some(vec![]),
+            egress: Some(vec![rule("-1", -1, -1, "0.0.0.0/0")]),
+            ..Default::default()
+        }))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &SgSpec) -> Result<(), NodeError> {
         // Rules already present (a retry, an adopted group) are answered Duplicate: fine.
-        self.update(cx, live, d, &["ingress", "egress"].map(String::from).into())
-            .await
+        let changed = SgChanged {
+            ingress: true,
+            egress: true,
+            ..Default::default()
+        };
+        self.update(cx, live, want, &changed).await
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, want: &SgSpec, changed: &SgChanged) -> Result<(), NodeError> {
         let ec2 = self.0.ec2(&cx.region);
         let id = &live.physical_id;
-        for dir in ["ingress", "egress"] {
-            if !changed.contains(dir) {
+        let observed = observed_of::<SgSpec>(live);
+        let dirs = [
+            (true, changed.ingress, observed.ingress, &want.ingress),
+            (false, changed.egress, observed.egress, &want.egress),
+        ];
+        for (ingress, changed_dir, have, want) in dirs {
+            if !changed_dir {
                 continue;
             }
-            let set = |v: Option<&Value>| -> BTreeSet<String> {
-                v.and_then(Value::as_array)
-                    .map(|a| a.iter().map(Value::to_string).collect())
-                    .unwrap_or_default()
-            };
-            let (have, want) = (set(live.props.get(dir)), set(d.get(dir)));
-            let perms = |s: Vec<&String>| -> Vec<IpPermission> {
-                s.into_iter()
-                    .map(|r| permission(&serde_json::from_str(r).expect("rule is JSON")))
-                    .collect()
-            };
-            let add = perms(want.difference(&have).collect());
-            let remove = perms(have.difference(&want).collect());
-            if dir == "ingress" {
+            // Rules by their JSON text: the sets are compared, and sent, in that order.
+            let set = |v: &[Rule]| -> BTreeMap<String, Rule> { v.iter().map(|r| (key(r), r.clone())).collect() };
+            let (have, want) = (set(&have.unwrap_or_default()), set(want));
+            let perms = |s: Vec<&Rule>| -> Vec<IpPermission> { s.into_iter().map(permission).collect() };
+            let add = perms(
+                want.iter()
+                    .filter(|(k, _)| !have.contains_key(*k))
+                    .map(|(_, r)| r)
+                    .collect(),
+            );
+            let remove = perms(
+                have.iter()
+                    .filter(|(k, _)| !want.contains_key(*k))
+                    .map(|(_, r)| r)
+                    .collect(),
+            );
+            if ingress {
                 if !add.is_empty() {
                     ec2.authorize_security_group_ingress()
                         .group_id(id)
@@ -215,7 +259,7 @@ impl Resource for SecurityGroup {
                 }
             }
         }
-        if changed.contains("tags") {
+        if changed.tags {
             ec2::retag(&self.0, cx, id).await?;
         }
         Ok(())
@@ -228,5 +272,32 @@ impl Resource for SecurityGroup {
             .send()
             .await
             .ok_on("DeleteSecurityGroup", &["InvalidGroup.NotFound"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_the_json_objects_of_the_previous_release_in_the_same_order() {
+        let before = |proto: &str, from: i32, to: i32, peer: &str| serde_json::json!({"proto": proto, "from": from, "to": to, "peer": peer});
+        let rules = [
+            ("tcp", 80, 80, "0.0.0.0/0"),
+            ("tcp", 443, 443, "0.0.0.0/0"),
+            ("-1", -1, -1, "0.0.0.0/0"),
+            ("tcp", 5432, 5432, "sg-0123"),
+            ("tcp", 80, 80, "0.0.0.0/0"),
+        ];
+        let mut old: Vec<serde_json::Value> = rules.iter().map(|&(p, f, t, x)| before(p, f, t, x)).collect();
+        old.sort_by_key(|x| x.to_string());
+        old.dedup();
+        let new = sorted(rules.iter().map(|&(p, f, t, x)| rule(p, f, t, x)).collect());
+        assert_eq!(
+            serde_json::to_value(&new).unwrap(),
+            serde_json::Value::Array(old.clone())
+        );
+        let keys: Vec<String> = new.iter().map(key).collect();
+        assert_eq!(keys, old.iter().map(|x| x.to_string()).collect::<Vec<_>>());
     }
 }

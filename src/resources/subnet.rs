@@ -2,15 +2,26 @@
 
 use super::cx::StackCx;
 use super::ec2::{self, Lookup};
+use super::typed::{Kind, Observe, Tags};
 use super::vpc::second_octet;
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet as Ec2Subnet};
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct Subnet(pub Arc<Aws>);
+
+crate::spec! {
+    /// In the VPC, its CIDR and AZ from the layout; public subnets map public IPs on launch.
+    pub struct SubnetSpec, SubnetLive, SubnetChanged {
+        vpc: String,
+        cidr: String,
+        az: String,
+        map_public_ip: bool,
+        tags: Tags,
+    }
+    immutable [vpc, cidr, az]
+}
 
 pub const KINDS: [&str; 6] = [
     "subnet-public-a",
@@ -40,29 +51,30 @@ fn to_live(s: Ec2Subnet) -> Live {
     Live::new(&id)
         .attr("id", &id)
         .attr("az", &az)
-        .prop("vpc", s.vpc_id.clone().unwrap_or_default())
-        .prop("cidr", s.cidr_block.clone().unwrap_or_default())
-        .prop("az", az)
-        .prop("map_public_ip", s.map_public_ip_on_launch.unwrap_or(false))
+        .observed(&SubnetLive {
+            vpc: Some(s.vpc_id.clone().unwrap_or_default()),
+            cidr: Some(s.cidr_block.clone().unwrap_or_default()),
+            az: Some(az),
+            map_public_ip: Some(s.map_public_ip_on_launch.unwrap_or(false)),
+            tags: None,
+        })
         .tags(ec2::tag_map_of(s.tags()))
 }
 
 #[async_trait::async_trait]
-impl Resource for Subnet {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for Subnet {
+    type Spec = SubnetSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<SubnetSpec, NodeError> {
         let (cidr, az_index, public) = layout(cx.node.kind, second_octet(cx));
         let azs = ec2::first_two_azs(&self.0, &cx.region).await?;
-        Ok(Props::from([
-            ("vpc".into(), json!(cx.attr(&cx.local("vpc"), "id")?)),
-            ("cidr".into(), json!(cidr)),
-            ("az".into(), json!(azs[az_index])),
-            ("map_public_ip".into(), json!(public)),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
-    }
-
-    fn immutable(&self) -> &'static [&'static str] {
-        &["vpc", "cidr", "az"]
+        Ok(SubnetSpec {
+            vpc: cx.attr(&cx.local("vpc"), "id")?,
+            cidr,
+            az: azs[az_index].clone(),
+            map_public_ip: public,
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -90,16 +102,15 @@ impl Resource for Subnet {
         Ok(found.map(|f| to_live(f.object).twins(f.twins)))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    async fn create(&self, cx: &NodeCx, want: &SubnetSpec) -> Result<Live, NodeError> {
         // CreateSubnet takes no idempotency token: no SDK retry (the driver looks it up).
         let out = self
             .0
             .ec2(&cx.region)
             .create_subnet()
-            .vpc_id(s("vpc"))
-            .cidr_block(s("cidr"))
-            .availability_zone(s("az"))
+            .vpc_id(&want.vpc)
+            .cidr_block(&want.cidr)
+            .availability_zone(&want.az)
             .tag_specifications(ec2::tag_spec(cx, ResourceType::Subnet))
             .customize()
             .config_override(crate::aws::no_retry_ec2())
@@ -111,19 +122,26 @@ impl Resource for Subnet {
         })?))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
-        if d["map_public_ip"] == true {
-            self.update(cx, live, d, &BTreeSet::from(["map_public_ip".to_string()]))
-                .await?;
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &SubnetSpec) -> Result<(), NodeError> {
+        if want.map_public_ip {
+            let changed = SubnetChanged {
+                map_public_ip: true,
+                ..Default::default()
+            };
+            self.update(cx, live, want, &changed).await?;
         }
         Ok(())
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
-        if changed.contains("map_public_ip") {
-            let v = AttributeBooleanValue::builder()
-                .value(d["map_public_ip"] == true)
-                .build();
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &SubnetSpec,
+        changed: &SubnetChanged,
+    ) -> Result<(), NodeError> {
+        if changed.map_public_ip {
+            let v = AttributeBooleanValue::builder().value(want.map_public_ip).build();
             self.0
                 .ec2(&cx.region)
                 .modify_subnet_attribute()
@@ -133,7 +151,7 @@ impl Resource for Subnet {
                 .await
                 .op("ModifySubnetAttribute")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             ec2::retag(&self.0, cx, &live.physical_id).await?;
         }
         Ok(())

@@ -2,14 +2,24 @@
 
 use super::cx::StackCx;
 use super::ec2::{self, Lookup};
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct Vpc(pub Arc<Aws>);
+
+crate::spec! {
+    /// The region's CIDR, DNS support and hostnames on.
+    pub struct VpcSpec, VpcLive, VpcChanged {
+        cidr: String,
+        dns_support: bool,
+        dns_hostnames: bool,
+        tags: Tags,
+    }
+    immutable [cidr]
+}
 
 /// `10.{index}.0.0/16`: the region's fixed index in the topology (home 0, secondaries 1..).
 pub fn second_octet(cx: &NodeCx) -> u8 {
@@ -33,26 +43,27 @@ impl Vpc {
             .and_then(|v| v.value);
         Ok(Live::new(&id)
             .attr("id", &id)
-            .prop("cidr", vpc.cidr_block.clone().unwrap_or_default())
-            .prop("dns_support", dns_support.unwrap_or(false))
-            .prop("dns_hostnames", dns_hostnames.unwrap_or(false))
+            .observed(&VpcLive {
+                cidr: Some(vpc.cidr_block.clone().unwrap_or_default()),
+                dns_support: Some(dns_support.unwrap_or(false)),
+                dns_hostnames: Some(dns_hostnames.unwrap_or(false)),
+                tags: None,
+            })
             .tags(ec2::tag_map_of(vpc.tags())))
     }
 }
 
 #[async_trait::async_trait]
-impl Resource for Vpc {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("cidr".into(), json!(format!("10.{}.0.0/16", second_octet(cx)))),
-            ("dns_support".into(), json!(true)),
-            ("dns_hostnames".into(), json!(true)),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
-    }
+impl Kind for Vpc {
+    type Spec = VpcSpec;
 
-    fn immutable(&self) -> &'static [&'static str] {
-        &["cidr"]
+    async fn desired(&self, cx: &NodeCx) -> Result<VpcSpec, NodeError> {
+        Ok(VpcSpec {
+            cidr: format!("10.{}.0.0/16", second_octet(cx)),
+            dns_support: true,
+            dns_hostnames: true,
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -83,14 +94,14 @@ impl Resource for Vpc {
         }
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &VpcSpec) -> Result<Live, NodeError> {
         // CreateVpc takes no idempotency token: no SDK retry; the driver looks it up by tags
         // after an unknown outcome.
         let out = self
             .0
             .ec2(&cx.region)
             .create_vpc()
-            .cidr_block(d["cidr"].as_str().unwrap_or_default())
+            .cidr_block(&want.cidr)
             .tag_specifications(ec2::tag_spec(cx, ResourceType::Vpc))
             .customize()
             .config_override(crate::aws::no_retry_ec2())
@@ -104,33 +115,37 @@ impl Resource for Vpc {
         Ok(Live::new(&id).attr("id", &id).tags(ec2::tag_map_of(vpc.tags())))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &VpcSpec) -> Result<(), NodeError> {
         // A new VPC has DNS support on and hostnames off; set both as desired.
-        self.update(cx, live, d, &["dns_support", "dns_hostnames"].map(String::from).into())
-            .await
+        let changed = VpcChanged {
+            dns_support: true,
+            dns_hostnames: true,
+            ..Default::default()
+        };
+        self.update(cx, live, want, &changed).await
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, want: &VpcSpec, changed: &VpcChanged) -> Result<(), NodeError> {
         let ec2 = self.0.ec2(&cx.region);
-        let on = |k: &str| AttributeBooleanValue::builder().value(d[k] == true).build();
+        let on = |v: bool| AttributeBooleanValue::builder().value(v).build();
         // One attribute per ModifyVpcAttribute call; support before hostnames.
-        if changed.contains("dns_support") {
+        if changed.dns_support {
             ec2.modify_vpc_attribute()
                 .vpc_id(&live.physical_id)
-                .enable_dns_support(on("dns_support"))
+                .enable_dns_support(on(want.dns_support))
                 .send()
                 .await
                 .op("ModifyVpcAttribute")?;
         }
-        if changed.contains("dns_hostnames") {
+        if changed.dns_hostnames {
             ec2.modify_vpc_attribute()
                 .vpc_id(&live.physical_id)
-                .enable_dns_hostnames(on("dns_hostnames"))
+                .enable_dns_hostnames(on(want.dns_hostnames))
                 .send()
                 .await
                 .op("ModifyVpcAttribute")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             ec2::retag(&self.0, cx, &live.physical_id).await?;
         }
         Ok(())

@@ -94,22 +94,22 @@ pub static KINDS: &[Kind] = &[
     kind("route-table-database-b", |a| Arc::new(Typed(RouteTable(a)))),
     kind("sg-app", |a| Arc::new(Typed(SecurityGroup(a)))),
     kind("sg-db", |a| Arc::new(Typed(SecurityGroup(a)))),
-    outputs(kind("kms-key", |a| Arc::new(KmsKey(a))), &[("KmsKeyId", "id")]),
+    outputs(kind("kms-key", |a| Arc::new(Typed(KmsKey(a)))), &[("KmsKeyId", "id")]),
     kind("kms-alias", |a| Arc::new(Typed(KmsAlias(a)))),
     outputs(
-        kind("s3-bucket", |a| Arc::new(S3Bucket(a, Variant::Data))),
+        kind("s3-bucket", |a| Arc::new(Typed(S3Bucket(a, Variant::Data)))),
         &[("BucketName", "name")],
     ),
     kind("cf-log-bucket", |a| Arc::new(S3Bucket(a, Variant::CloudFrontLogs))),
     kind("s3-bucket-policy", |a| Arc::new(Typed(S3BucketPolicy(a)))),
-    kind("iam-replication-role", |a| Arc::new(IamRole(a, RoleKind::Replication))),
-    kind("iam-ec2-role", |a| Arc::new(IamRole(a, RoleKind::Ec2))),
-    kind("iam-lambda-role", |a| Arc::new(IamRole(a, RoleKind::Lambda))),
+    kind("iam-replication-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Replication)))),
+    kind("iam-ec2-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Ec2)))),
+    kind("iam-lambda-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Lambda)))),
     kind("db-subnet-group", |a| Arc::new(Typed(DbSubnetGroup(a)))),
-    outputs(kind("db-secret", |a| Arc::new(DbSecret(a))), &[("DbSecretArn", "arn")]),
+    outputs(kind("db-secret", |a| Arc::new(Typed(DbSecret(a)))), &[("DbSecretArn", "arn")]),
     outputs(
         slow(
-            kind("rds-primary", |a| Arc::new(RdsInstance(a, DbRole::Primary))),
+            kind("rds-primary", |a| Arc::new(Typed(RdsInstance(a, DbRole::Primary)))),
             60,
             1200.0,
         ),
@@ -117,32 +117,32 @@ pub static KINDS: &[Kind] = &[
     ),
     outputs(
         slow(
-            kind("rds-replica", |a| Arc::new(RdsInstance(a, DbRole::Replica))),
+            kind("rds-replica", |a| Arc::new(Typed(RdsInstance(a, DbRole::Replica)))),
             90,
             1500.0,
         ),
         &[("DbEndpoint", "endpoint")],
     ),
-    kind("launch-template", |a| Arc::new(LaunchTemplate(a))),
-    slow(kind("asg", |a| Arc::new(Asg(a))), 20, 30.0),
+    kind("launch-template", |a| Arc::new(Typed(LaunchTemplate(a)))),
+    slow(kind("asg", |a| Arc::new(Typed(Asg(a)))), 20, 30.0),
     outputs(
         kind("sns-topic", |a| Arc::new(Typed(SnsTopic(a)))),
         &[("SnsTopicArn", "arn")],
     ),
     kind("log-group", |a| Arc::new(Typed(LogGroup(a)))),
-    slow(kind("lambda-function", |a| Arc::new(LambdaFunction(a))), WAIT, 30.0),
+    slow(kind("lambda-function", |a| Arc::new(Typed(LambdaFunction(a)))), WAIT, 30.0),
     kind("s3-notification", |a| Arc::new(Typed(S3Notification(a)))),
     kind("cf-origin-access-control", |a| {
         Arc::new(Typed(CfOriginAccessControl(a)))
     }),
     outputs(
-        slow(kind("cloudfront", |a| Arc::new(CloudFront(a))), 45, 600.0),
+        slow(kind("cloudfront", |a| Arc::new(Typed(CloudFront(a)))), 45, 600.0),
         &[
             ("CloudFrontDomainName", "domain_name"),
             ("CloudFrontDistributionId", "id"),
         ],
     ),
-    kind("s3-replication", |a| Arc::new(S3Replication(a))),
+    kind("s3-replication", |a| Arc::new(Typed(S3Replication(a)))),
 ];
 
 /// The row of `name`, if tap knows the kind (state may carry kinds of older versions).

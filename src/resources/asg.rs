@@ -2,14 +2,29 @@
 //! tags propagated at launch. Destroy force-deletes and waits until it is gone.
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, Tag};
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct Asg(pub Arc<Aws>);
+
+crate::spec! {
+    /// SPEC: the latest version of the launch template, 1..3 (desired 1) in the private
+    /// subnets (sorted), tags propagated at launch.
+    pub struct AsgSpec, AsgLive, AsgChanged {
+        launch_template: String,
+        launch_template_version: String,
+        min: i32,
+        max: i32,
+        desired: i32,
+        subnets: Vec<String>,
+        propagate_at_launch: bool,
+        tags: Tags,
+    }
+    immutable []
+}
 
 pub fn group_name(cx: &NodeCx) -> String {
     format!("tap-asg-{}-{}", cx.r(), cx.inputs().env)
@@ -49,19 +64,17 @@ fn to_live(g: &AutoScalingGroup) -> Live {
         .arn(g.auto_scaling_group_arn.clone().unwrap_or_default())
         .attr("name", &name)
         .attr("status", g.status.clone().unwrap_or_else(|| "active".into()))
-        .prop(
-            "launch_template",
-            lt.and_then(|l| l.launch_template_id.clone()).unwrap_or_default(),
-        )
-        .prop(
-            "launch_template_version",
-            lt.and_then(|l| l.version.clone()).unwrap_or_default(),
-        )
-        .prop("min", g.min_size)
-        .prop("max", g.max_size)
-        .prop("desired", g.desired_capacity)
-        .prop("subnets", json!(subnets))
-        .prop("propagate_at_launch", propagated)
+        .observed(&AsgLive {
+            launch_template: Some(lt.and_then(|l| l.launch_template_id.clone()).unwrap_or_default()),
+            launch_template_version: Some(lt.and_then(|l| l.version.clone()).unwrap_or_default()),
+            // Not returned (AWS always returns them) reads as 0: a difference, as null was.
+            min: Some(g.min_size.unwrap_or_default()),
+            max: Some(g.max_size.unwrap_or_default()),
+            desired: Some(g.desired_capacity.unwrap_or_default()),
+            subnets: Some(subnets),
+            propagate_at_launch: Some(propagated),
+            tags: None,
+        })
         .tags(tags)
 }
 
@@ -80,26 +93,25 @@ impl Asg {
 }
 
 #[async_trait::async_trait]
-impl Resource for Asg {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for Asg {
+    type Spec = AsgSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<AsgSpec, NodeError> {
         let mut subnets = vec![
             cx.attr(&cx.local("subnet-private-a"), "id")?,
             cx.attr(&cx.local("subnet-private-b"), "id")?,
         ];
         subnets.sort();
-        Ok(Props::from([
-            (
-                "launch_template".into(),
-                json!(cx.attr(&cx.local("launch-template"), "id")?),
-            ),
-            ("launch_template_version".into(), json!("$Latest")),
-            ("min".into(), json!(1)),
-            ("max".into(), json!(3)),
-            ("desired".into(), json!(1)),
-            ("subnets".into(), json!(subnets)),
-            ("propagate_at_launch".into(), json!(true)),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+        Ok(AsgSpec {
+            launch_template: cx.attr(&cx.local("launch-template"), "id")?,
+            launch_template_version: "$Latest".into(),
+            min: 1,
+            max: 3,
+            desired: 1,
+            subnets,
+            propagate_at_launch: true,
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -110,11 +122,11 @@ impl Resource for Asg {
         Ok(self.describe(cx, &group_name(cx)).await?.as_ref().map(to_live))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &AsgSpec) -> Result<Live, NodeError> {
         let name = group_name(cx);
-        let subnets: Vec<String> = serde_json::from_value(d["subnets"].clone()).unwrap_or_default();
+        let subnets = &want.subnets;
         let lt = LaunchTemplateSpecification::builder()
-            .launch_template_id(d["launch_template"].as_str().unwrap_or_default())
+            .launch_template_id(&want.launch_template)
             .version("$Latest")
             .build();
         // "Invalid IAM Instance Profile" right after the profile was created is IAM propagation:
@@ -141,15 +153,22 @@ impl Resource for Asg {
         })
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, want: &AsgSpec, changed: &AsgChanged) -> Result<(), NodeError> {
         let a = self.0.autoscaling(&cx.region);
-        if changed
-            .iter()
-            .any(|k| !["tags", "propagate_at_launch"].contains(&k.as_str()))
-        {
-            let subnets: Vec<String> = serde_json::from_value(d["subnets"].clone()).unwrap_or_default();
+        let AsgChanged {
+            launch_template,
+            launch_template_version,
+            min,
+            max,
+            desired,
+            subnets,
+            propagate_at_launch,
+            tags,
+        } = *changed;
+        if launch_template || launch_template_version || min || max || desired || subnets {
+            let subnets = &want.subnets;
             let lt = LaunchTemplateSpecification::builder()
-                .launch_template_id(d["launch_template"].as_str().unwrap_or_default())
+                .launch_template_id(&want.launch_template)
                 .version("$Latest")
                 .build();
             a.update_auto_scaling_group()
@@ -163,7 +182,7 @@ impl Resource for Asg {
                 .await
                 .op("UpdateAutoScalingGroup")?;
         }
-        if changed.contains("tags") || changed.contains("propagate_at_launch") {
+        if tags || propagate_at_launch {
             a.create_or_update_tags()
                 .set_tags(Some(asg_tags(cx)))
                 .send()

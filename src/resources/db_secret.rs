@@ -4,14 +4,26 @@
 //! `rds-primary` at create time: no secret value is ever kept in props, attrs, state or output.
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags, observed_of};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
 use aws_sdk_secretsmanager::types::{ReplicaRegionType, Tag};
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct DbSecret(pub Arc<Aws>);
+
+crate::spec! {
+    /// Encrypted with the region key, replicated to the secondary region under its key.
+    pub struct SecretSpec, SecretLive, SecretChanged {
+        kms_key: String,
+        replica_region: String,
+        replica_kms_key: String,
+        scheduled_for_deletion: bool,
+        tags: Tags,
+    }
+    immutable []
+}
 
 pub const USERNAME: &str = "tapuser";
 /// RDS refuses `/`, `"`, `@` and spaces in a master password (and `\` is an escape in JSON).
@@ -28,11 +40,10 @@ fn replica_arn(arn: &str, primary: &str, region: &str) -> String {
 }
 
 /// The secondary region and its key, as desired (create and update send the same).
-fn replica(d: &Props) -> ReplicaRegionType {
-    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+fn replica(want: &SecretSpec) -> ReplicaRegionType {
     ReplicaRegionType::builder()
-        .region(s("replica_region"))
-        .kms_key_id(s("replica_kms_key"))
+        .region(&want.replica_region)
+        .kms_key_id(&want.replica_kms_key)
         .build()
 }
 
@@ -71,18 +82,17 @@ fn replica_region(cx: &NodeCx) -> &str {
 }
 
 #[async_trait::async_trait]
-impl Resource for DbSecret {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("kms_key".into(), json!(cx.attr(&cx.local("kms-key"), "arn")?)),
-            ("replica_region".into(), json!(replica_region(cx))),
-            (
-                "replica_kms_key".into(),
-                json!(cx.attr(&cx.topo().id(replica_region(cx), "kms-key"), "arn")?),
-            ),
-            ("scheduled_for_deletion".into(), json!(false)),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+impl Kind for DbSecret {
+    type Spec = SecretSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<SecretSpec, NodeError> {
+        Ok(SecretSpec {
+            kms_key: cx.attr(&cx.local("kms-key"), "arn")?,
+            replica_region: replica_region(cx).to_string(),
+            replica_kms_key: cx.attr(&cx.topo().id(replica_region(cx), "kms-key"), "arn")?,
+            scheduled_for_deletion: false,
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -105,26 +115,26 @@ impl Resource for DbSecret {
         let arn = s.arn.clone().unwrap_or_default();
         let secondary = replica_region(cx);
         let replica = s.replication_status().iter().find(|r| r.region() == Some(secondary));
-        let mut live = Live::new(&arn)
-            .arn(&arn)
-            .attr("name", &name)
-            .attr("replica_arn", replica_arn(&arn, &cx.region, secondary))
-            .prop("kms_key", s.kms_key_id.clone().unwrap_or_default())
-            .prop("scheduled_for_deletion", s.deleted_date.is_some())
-            .prop(
-                "replica_region",
-                replica.and_then(|r| r.region.clone()).unwrap_or_default(),
-            )
-            .tags(super::tag_map(
-                s.tags().iter().map(|t| (t.key.clone(), t.value.clone())),
-            ));
-        if let Some(k) = replica.and_then(|r| r.kms_key_id.clone()) {
-            live = live.prop("replica_kms_key", k);
-        }
-        Ok(Some(live))
+        Ok(Some(
+            Live::new(&arn)
+                .arn(&arn)
+                .attr("name", &name)
+                .attr("replica_arn", replica_arn(&arn, &cx.region, secondary))
+                .observed(&SecretLive {
+                    kms_key: Some(s.kms_key_id.clone().unwrap_or_default()),
+                    replica_region: Some(replica.and_then(|r| r.region.clone()).unwrap_or_default()),
+                    // No replica, or none reporting its key: unobserved.
+                    replica_kms_key: replica.and_then(|r| r.kms_key_id.clone()),
+                    scheduled_for_deletion: Some(s.deleted_date.is_some()),
+                    tags: None,
+                })
+                .tags(super::tag_map(
+                    s.tags().iter().map(|t| (t.key.clone(), t.value.clone())),
+                )),
+        ))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &SecretSpec) -> Result<Live, NodeError> {
         let sm = self.0.secrets(&cx.region);
         let password = sm
             .get_random_password()
@@ -135,16 +145,15 @@ impl Resource for DbSecret {
             .op("GetRandomPassword")?
             .random_password
             .ok_or_else(|| NodeError::fatal("GetRandomPassword", "EmptyResponse", "no password"))?;
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
         // ClientRequestToken: the SDK's retry of this very request is idempotent; a new
         // attempt (a new password) with the same token is refused, and the driver adopts.
         let out = sm
             .create_secret()
             .name(secret_name(&cx.inputs().env))
             .description(format!("TAP database master credentials ({})", cx.inputs().env))
-            .kms_key_id(s("kms_key"))
+            .kms_key_id(&want.kms_key)
             .secret_string(json!({"username": USERNAME, "password": password}).to_string())
-            .add_replica_regions(replica(d))
+            .add_replica_regions(replica(want))
             .set_tags(Some(tags(cx)))
             .client_request_token(cx.token(64))
             .send()
@@ -158,29 +167,29 @@ impl Resource for DbSecret {
             .attr("replica_arn", replica_arn(&arn, &cx.region, secondary)))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &SecretSpec,
+        changed: &SecretChanged,
+    ) -> Result<(), NodeError> {
         let sm = self.0.secrets(&cx.region);
         let id = &live.physical_id;
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-        if changed.contains("scheduled_for_deletion") {
+        if changed.scheduled_for_deletion {
             // SPEC: a secret found scheduled for deletion is restored and adopted.
             sm.restore_secret().secret_id(id).send().await.op("RestoreSecret")?;
         }
-        if changed.contains("kms_key") {
+        if changed.kms_key {
             sm.update_secret()
                 .secret_id(id)
-                .kms_key_id(s("kms_key"))
+                .kms_key_id(&want.kms_key)
                 .send()
                 .await
                 .op("UpdateSecret")?;
         }
-        if changed.contains("replica_region") || changed.contains("replica_kms_key") {
-            if let Some(old) = live
-                .props
-                .get("replica_region")
-                .and_then(|v| v.as_str())
-                .filter(|r| !r.is_empty())
-            {
+        if changed.replica_region || changed.replica_kms_key {
+            if let Some(old) = observed_of::<SecretSpec>(live).replica_region.filter(|r| !r.is_empty()) {
                 sm.remove_regions_from_replication()
                     .secret_id(id)
                     .remove_replica_regions(old)
@@ -190,12 +199,12 @@ impl Resource for DbSecret {
             }
             sm.replicate_secret_to_regions()
                 .secret_id(id)
-                .add_replica_regions(replica(d))
+                .add_replica_regions(replica(want))
                 .send()
                 .await
                 .op("ReplicateSecretToRegions")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             sm.tag_resource()
                 .secret_id(id)
                 .set_tags(Some(tags(cx)))

@@ -1,15 +1,27 @@
 //! `kms-key`: the region's symmetric key, its policy and rotation.
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags};
 use super::{names, policy, tag_map};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_kms::types::{KeyState, Tag};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct KmsKey(pub Arc<Aws>);
+
+crate::spec! {
+    /// SPEC: a description naming the region, yearly rotation, the key policy below.
+    pub struct KeySpec, KeyLive, KeyChanged {
+        description: String,
+        rotation: bool,
+        /// The key policy, normalized (see [`policy::normalize`]).
+        policy: Value,
+        tags: Tags,
+    }
+    immutable []
+}
 
 const SERVICE_ACTIONS: &[&str] = &[
     "kms:Encrypt",
@@ -120,24 +132,29 @@ impl KmsKey {
             Live::new(&id)
                 .arn(arn)
                 .attr("id", &id)
-                .prop("description", md.description.unwrap_or_default())
-                .prop("rotation", rotation)
-                .prop("policy", policy::parse(&pol))
+                .observed(&KeyLive {
+                    description: Some(md.description.unwrap_or_default()),
+                    rotation: Some(rotation),
+                    policy: Some(policy::parse(&pol)),
+                    tags: None,
+                })
                 .tags(tag_map(tags.into_iter().map(|t| (t.tag_key, t.tag_value)))),
         ))
     }
 }
 
 #[async_trait::async_trait]
-impl Resource for KmsKey {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for KmsKey {
+    type Spec = KeySpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<KeySpec, NodeError> {
         let account = self.0.account_id(&cx.region).await?;
-        Ok(Props::from([
-            ("description".into(), json!(names::key_description(&cx.region))),
-            ("rotation".into(), json!(true)),
-            ("policy".into(), policy::normalize(&key_policy(&account, &cx.region))),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+        Ok(KeySpec {
+            description: names::key_description(&cx.region),
+            rotation: true,
+            policy: policy::normalize(&key_policy(&account, &cx.region)),
+            tags: cx.tags(),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -195,7 +212,7 @@ impl Resource for KmsKey {
         }))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &KeySpec) -> Result<Live, NodeError> {
         self.ensure_autoscaling_slr(&cx.region).await?;
         let policy = key_policy(&self.0.account_id(&cx.region).await?, &cx.region).to_string();
         // CreateKey takes no idempotency token: no SDK retry; after an unknown outcome the
@@ -204,7 +221,7 @@ impl Resource for KmsKey {
             .0
             .kms(&cx.region)
             .create_key()
-            .description(d["description"].as_str().unwrap_or_default())
+            .description(&want.description)
             .policy(policy)
             .set_tags(Some(kms_tags(cx)))
             .customize()
@@ -222,7 +239,7 @@ impl Resource for KmsKey {
         Ok(live)
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, _: &Props) -> Result<(), NodeError> {
+    async fn after_create(&self, cx: &NodeCx, live: &Live, _: &KeySpec) -> Result<(), NodeError> {
         self.0
             .kms(&cx.region)
             .enable_key_rotation()
@@ -233,10 +250,10 @@ impl Resource for KmsKey {
             .map(|_| ())
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, want: &KeySpec, changed: &KeyChanged) -> Result<(), NodeError> {
         let kms = self.0.kms(&cx.region);
         let id = &live.physical_id;
-        if changed.contains("policy") {
+        if changed.policy {
             self.ensure_autoscaling_slr(&cx.region).await?;
             let doc = key_policy(&self.0.account_id(&cx.region).await?, &cx.region);
             kms.put_key_policy()
@@ -247,8 +264,8 @@ impl Resource for KmsKey {
                 .await
                 .op("PutKeyPolicy")?;
         }
-        if changed.contains("description") {
-            let desc = d["description"].as_str().unwrap_or_default();
+        if changed.description {
+            let desc = &want.description;
             kms.update_key_description()
                 .key_id(id)
                 .description(desc)
@@ -256,14 +273,14 @@ impl Resource for KmsKey {
                 .await
                 .op("UpdateKeyDescription")?;
         }
-        if changed.contains("rotation") {
+        if changed.rotation {
             kms.enable_key_rotation()
                 .key_id(id)
                 .send()
                 .await
                 .op("EnableKeyRotation")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             kms.tag_resource()
                 .key_id(id)
                 .set_tags(Some(kms_tags(cx)))

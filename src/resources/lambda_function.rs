@@ -2,18 +2,33 @@
 //! memory, deterministically, so that its SHA-256 tells whether the deployed code differs.
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime, State};
 use base64::Engine;
-use serde_json::json;
 use sha2::Digest;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
 pub struct LambdaFunction(pub Arc<Aws>);
+
+crate::spec! {
+    /// SPEC: python3.11, `index.handler`, 5 minutes, 128 MB, the topic in its environment.
+    pub struct FunctionSpec, FunctionLive, FunctionChanged {
+        runtime: String,
+        handler: String,
+        role: String,
+        timeout: i32,
+        memory: i32,
+        environment: BTreeMap<String, String>,
+        code_sha256: String,
+        tags: Tags,
+    }
+    immutable []
+}
 
 /// The handler code of the reference, verbatim.
 pub const HANDLER: &str = include_str!("handler.py");
@@ -38,13 +53,9 @@ pub fn code_zip() -> Vec<u8> {
     buf.into_inner()
 }
 
-fn environment(d: &Props) -> Environment {
-    let topic = d["environment"]["SNS_TOPIC_ARN"].as_str().unwrap_or_default();
+fn environment(want: &FunctionSpec) -> Environment {
+    let topic = want.environment.get("SNS_TOPIC_ARN").cloned().unwrap_or_default();
     Environment::builder().variables("SNS_TOPIC_ARN", topic).build()
-}
-
-fn int(d: &Props, k: &str) -> i32 {
-    d[k].as_i64().unwrap_or_default() as i32
 }
 
 /// What Lambda reports as `CodeSha256`: base64 of the zip's SHA-256.
@@ -53,21 +64,20 @@ pub fn code_sha256(zip: &[u8]) -> String {
 }
 
 #[async_trait::async_trait]
-impl Resource for LambdaFunction {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("runtime".into(), json!("python3.11")),
-            ("handler".into(), json!("index.handler")),
-            ("role".into(), json!(cx.attr(&cx.local("iam-lambda-role"), "arn")?)),
-            ("timeout".into(), json!(300)),
-            ("memory".into(), json!(128)),
-            (
-                "environment".into(),
-                json!({"SNS_TOPIC_ARN": cx.attr(&cx.local("sns-topic"), "arn")?}),
-            ),
-            ("code_sha256".into(), json!(code_sha256(&code_zip()))),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+impl Kind for LambdaFunction {
+    type Spec = FunctionSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<FunctionSpec, NodeError> {
+        Ok(FunctionSpec {
+            runtime: "python3.11".into(),
+            handler: "index.handler".into(),
+            role: cx.attr(&cx.local("iam-lambda-role"), "arn")?,
+            timeout: 300,
+            memory: 128,
+            environment: BTreeMap::from([("SNS_TOPIC_ARN".into(), cx.attr(&cx.local("sns-topic"), "arn")?)]),
+            code_sha256: code_sha256(&code_zip()),
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -92,7 +102,7 @@ impl Resource for LambdaFunction {
             .as_ref()
             .and_then(|e| e.variables.clone())
             .unwrap_or_default();
-        let env: std::collections::BTreeMap<_, _> = env.into_iter().collect();
+        let env: BTreeMap<_, _> = env.into_iter().collect();
         Ok(Some(
             Live::new(&name)
                 .arn(c.function_arn.clone().unwrap_or_default())
@@ -101,35 +111,34 @@ impl Resource for LambdaFunction {
                     "status",
                     c.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
                 )
-                .prop(
-                    "runtime",
-                    c.runtime.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default(),
-                )
-                .prop("handler", c.handler.clone().unwrap_or_default())
-                .prop("role", c.role.clone().unwrap_or_default())
-                .prop("timeout", c.timeout.unwrap_or(0))
-                .prop("memory", c.memory_size.unwrap_or(0))
-                .prop("environment", json!(env))
-                .prop("code_sha256", c.code_sha256.clone().unwrap_or_default())
+                .observed(&FunctionLive {
+                    runtime: Some(c.runtime.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default()),
+                    handler: Some(c.handler.clone().unwrap_or_default()),
+                    role: Some(c.role.clone().unwrap_or_default()),
+                    timeout: Some(c.timeout.unwrap_or(0)),
+                    memory: Some(c.memory_size.unwrap_or(0)),
+                    environment: Some(env),
+                    code_sha256: Some(c.code_sha256.clone().unwrap_or_default()),
+                    tags: None,
+                })
                 .tags(out.tags.unwrap_or_default().into_iter().collect()),
         ))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &FunctionSpec) -> Result<Live, NodeError> {
         let name = function_name(cx);
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
         // A role created moments ago may be refused ("cannot be assumed"): the error is classed
         // as IAM propagation and retried by the driver's policy.
         self.0
             .lambda(&cx.region)
             .create_function()
             .function_name(&name)
-            .runtime(Runtime::from(s("runtime").as_str()))
-            .handler(s("handler"))
-            .role(s("role"))
-            .timeout(int(d, "timeout"))
-            .memory_size(int(d, "memory"))
-            .environment(environment(d))
+            .runtime(Runtime::from(want.runtime.as_str()))
+            .handler(&want.handler)
+            .role(&want.role)
+            .timeout(want.timeout)
+            .memory_size(want.memory)
+            .environment(environment(want))
             .code(FunctionCode::builder().zip_file(Blob::new(code_zip())).build())
             .set_tags(Some(cx.tags().into_iter().collect()))
             .send()
@@ -144,29 +153,37 @@ impl Resource for LambdaFunction {
         })
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &FunctionSpec,
+        changed: &FunctionChanged,
+    ) -> Result<(), NodeError> {
         let l = self.0.lambda(&cx.region);
         let name = &live.physical_id;
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-        if ["runtime", "handler", "role", "timeout", "memory", "environment"]
-            .iter()
-            .any(|k| changed.contains(*k))
+        if changed.runtime
+            || changed.handler
+            || changed.role
+            || changed.timeout
+            || changed.memory
+            || changed.environment
         {
             l.update_function_configuration()
                 .function_name(name)
-                .runtime(Runtime::from(s("runtime").as_str()))
-                .handler(s("handler"))
-                .role(s("role"))
-                .timeout(int(d, "timeout"))
-                .memory_size(int(d, "memory"))
-                .environment(environment(d))
+                .runtime(Runtime::from(want.runtime.as_str()))
+                .handler(&want.handler)
+                .role(&want.role)
+                .timeout(want.timeout)
+                .memory_size(want.memory)
+                .environment(environment(want))
                 .send()
                 .await
                 .op("UpdateFunctionConfiguration")?;
         }
         // Right after a configuration update Lambda answers 409 "update in progress": that
         // refusal is classed transient and retried by the driver.
-        if changed.contains("code_sha256") {
+        if changed.code_sha256 {
             l.update_function_code()
                 .function_name(name)
                 .zip_file(Blob::new(code_zip()))
@@ -174,7 +191,7 @@ impl Resource for LambdaFunction {
                 .await
                 .op("UpdateFunctionCode")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             let arn = live.arn.clone().unwrap_or_default();
             l.tag_resource()
                 .resource(arn)

@@ -3,19 +3,44 @@
 
 use super::cx::StackCx;
 use super::ec2;
+use super::typed::{Kind, Observe, Tags, to_props};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_ec2::types::{
     InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
     RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData, VolumeType,
 };
-use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct LaunchTemplate(pub Arc<Aws>);
+
+/// The root volume of the template's block device mappings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RootVolume {
+    pub device: String,
+    pub size_gib: i32,
+    #[serde(rename = "type")]
+    pub volume_type: String,
+    pub encrypted: bool,
+    pub kms_key: String,
+}
+
+crate::spec! {
+    /// SPEC: the region's Amazon Linux 2 AMI, t3.micro, the instance profile, `sg-app`, an
+    /// encrypted 8 GiB gp3 root volume under the region key, IMDSv2 only.
+    pub struct TemplateSpec, TemplateLive, TemplateChanged {
+        ami: String,
+        instance_type: String,
+        instance_profile: String,
+        security_groups: Vec<String>,
+        root_volume: RootVolume,
+        http_tokens: String,
+        tags: Tags,
+    }
+    immutable []
+}
 
 pub const AMI_PARAMETER: &str = "/aws/service/ami-amazon-linux-latest/amzn2-ami-hvm-x86_64-gp2";
 
@@ -23,27 +48,26 @@ pub fn template_name(cx: &NodeCx) -> String {
     format!("tap-lt-{}-{}", cx.r(), cx.inputs().env)
 }
 
-fn data(d: &Props) -> RequestLaunchTemplateData {
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let vol = &d["root_volume"];
+fn data(want: &TemplateSpec) -> RequestLaunchTemplateData {
+    let vol = &want.root_volume;
     RequestLaunchTemplateData::builder()
-        .image_id(s(&d["ami"]))
-        .instance_type(InstanceType::from(s(&d["instance_type"]).as_str()))
+        .image_id(&want.ami)
+        .instance_type(InstanceType::from(want.instance_type.as_str()))
         .iam_instance_profile(
             LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                .arn(s(&d["instance_profile"]))
+                .arn(&want.instance_profile)
                 .build(),
         )
-        .set_security_group_ids(serde_json::from_value(d["security_groups"].clone()).ok())
+        .set_security_group_ids(Some(want.security_groups.clone()))
         .block_device_mappings(
             LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name(s(&vol["device"]))
+                .device_name(&vol.device)
                 .ebs(
                     LaunchTemplateEbsBlockDeviceRequest::builder()
-                        .volume_size(vol["size_gib"].as_i64().unwrap_or(8) as i32)
-                        .volume_type(VolumeType::from(s(&vol["type"]).as_str()))
-                        .encrypted(vol["encrypted"] == true)
-                        .kms_key_id(s(&vol["kms_key"]))
+                        .volume_size(vol.size_gib)
+                        .volume_type(VolumeType::from(vol.volume_type.as_str()))
+                        .encrypted(vol.encrypted)
+                        .kms_key_id(&vol.kms_key)
                         .delete_on_termination(true)
                         .build(),
                 )
@@ -51,55 +75,59 @@ fn data(d: &Props) -> RequestLaunchTemplateData {
         )
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::from(s(&d["http_tokens"]).as_str()))
+                .http_tokens(LaunchTemplateHttpTokensState::from(want.http_tokens.as_str()))
                 .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
                 .build(),
         )
         .build()
 }
 
-fn observed(mut live: Live, d: &ResponseLaunchTemplateData) -> Live {
+fn observed(live: Live, d: &ResponseLaunchTemplateData) -> Live {
     let mut sgs: Vec<String> = d.security_group_ids().to_vec();
     sgs.sort();
-    live = live
-        .prop("ami", d.image_id.clone().unwrap_or_default())
-        .prop(
-            "instance_type",
+    live.observed(&TemplateLive {
+        ami: Some(d.image_id.clone().unwrap_or_default()),
+        instance_type: Some(
             d.instance_type
                 .as_ref()
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default(),
-        )
-        .prop(
-            "instance_profile",
+        ),
+        instance_profile: Some(
             d.iam_instance_profile
                 .as_ref()
                 .and_then(|p| p.arn.clone())
                 .unwrap_or_default(),
-        )
-        .prop("security_groups", json!(sgs));
-    if let Some(b) = d.block_device_mappings().first() {
-        let e = b.ebs.as_ref();
-        live = live.prop(
-            "root_volume",
-            json!({
-                "device": b.device_name.clone().unwrap_or_default(),
-                "size_gib": e.and_then(|e| e.volume_size).unwrap_or(0),
-                "type": e.and_then(|e| e.volume_type.as_ref()).map(|t| t.as_str().to_string()).unwrap_or_default(),
-                "encrypted": e.and_then(|e| e.encrypted).unwrap_or(false),
-                "kms_key": e.and_then(|e| e.kms_key_id.clone()).unwrap_or_default(),
-            }),
-        );
-    }
-    if let Some(t) = d.metadata_options.as_ref().and_then(|m| m.http_tokens.as_ref()) {
-        live = live.prop("http_tokens", t.as_str());
-    }
-    live
+        ),
+        security_groups: Some(sgs),
+        // No block device mapping, or no metadata options: unobserved.
+        root_volume: d.block_device_mappings().first().map(|b| {
+            let e = b.ebs.as_ref();
+            RootVolume {
+                device: b.device_name.clone().unwrap_or_default(),
+                size_gib: e.and_then(|e| e.volume_size).unwrap_or(0),
+                volume_type: e
+                    .and_then(|e| e.volume_type.as_ref())
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                encrypted: e.and_then(|e| e.encrypted).unwrap_or(false),
+                kms_key: e.and_then(|e| e.kms_key_id.clone()).unwrap_or_default(),
+            }
+        }),
+        http_tokens: d
+            .metadata_options
+            .as_ref()
+            .and_then(|m| m.http_tokens.as_ref())
+            .map(|t| t.as_str().to_string()),
+        tags: None,
+    })
 }
 
 #[async_trait::async_trait]
-impl Resource for LaunchTemplate {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for LaunchTemplate {
+    type Spec = TemplateSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<TemplateSpec, NodeError> {
         let ami = self
             .0
             .ssm(&cx.region)
@@ -109,22 +137,21 @@ impl Resource for LaunchTemplate {
             .await
             .op("GetParameter")?;
         let ami = ami.parameter.and_then(|p| p.value).unwrap_or_default();
-        Ok(Props::from([
-            ("ami".into(), json!(ami)),
-            ("instance_type".into(), json!("t3.micro")),
-            (
-                "instance_profile".into(),
-                json!(cx.attr(&cx.local("iam-ec2-role"), "instance_profile_arn")?),
-            ),
-            ("security_groups".into(), json!([cx.attr(&cx.local("sg-app"), "id")?])),
-            (
-                "root_volume".into(),
-                json!({"device": "/dev/xvda", "size_gib": 8, "type": "gp3", "encrypted": true,
-                       "kms_key": cx.attr(&cx.local("kms-key"), "arn")?}),
-            ),
-            ("http_tokens".into(), json!("required")),
-            ("tags".into(), ec2::desired_tags(cx)),
-        ]))
+        Ok(TemplateSpec {
+            ami,
+            instance_type: "t3.micro".into(),
+            instance_profile: cx.attr(&cx.local("iam-ec2-role"), "instance_profile_arn")?,
+            security_groups: vec![cx.attr(&cx.local("sg-app"), "id")?],
+            root_volume: RootVolume {
+                device: "/dev/xvda".into(),
+                size_gib: 8,
+                volume_type: "gp3".into(),
+                encrypted: true,
+                kms_key: cx.attr(&cx.local("kms-key"), "arn")?,
+            },
+            http_tokens: "required".into(),
+            tags: ec2::desired_tag_map(cx),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -187,12 +214,12 @@ impl Resource for LaunchTemplate {
         Ok(Some(live))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &TemplateSpec) -> Result<Live, NodeError> {
         self.0
             .ec2(&cx.region)
             .create_launch_template()
             .launch_template_name(template_name(cx))
-            .launch_template_data(data(d))
+            .launch_template_data(data(want))
             .tag_specifications(ec2::tag_spec(cx, ResourceType::LaunchTemplate))
             .client_token(cx.token(64))
             .send()
@@ -207,15 +234,30 @@ impl Resource for LaunchTemplate {
         })
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &TemplateSpec,
+        changed: &TemplateChanged,
+    ) -> Result<(), NodeError> {
         let ec2c = self.0.ec2(&cx.region);
-        if changed.iter().any(|k| k != "tags") {
+        let TemplateChanged {
+            ami,
+            instance_type,
+            instance_profile,
+            security_groups,
+            root_volume,
+            http_tokens,
+            tags,
+        } = *changed;
+        if ami || instance_type || instance_profile || security_groups || root_volume || http_tokens {
             let v = ec2c
                 .create_launch_template_version()
                 .launch_template_id(&live.physical_id)
-                .launch_template_data(data(d))
+                .launch_template_data(data(want))
                 // One version per content: a retry after a lost response gets the same one.
-                .client_token(version_token(&live.physical_id, d))
+                .client_token(version_token(&live.physical_id, want))
                 .send()
                 .await
                 .op("CreateLaunchTemplateVersion")?;
@@ -227,7 +269,7 @@ impl Resource for LaunchTemplate {
                 .await
                 .op("ModifyLaunchTemplate")?;
         }
-        if changed.contains("tags") {
+        if tags {
             ec2::retag(&self.0, cx, &live.physical_id).await?;
         }
         Ok(())
@@ -250,8 +292,51 @@ impl Resource for LaunchTemplate {
 }
 
 /// The ClientToken of a new version: the template and the desired content, hashed.
-fn version_token(template: &str, d: &Props) -> String {
+fn version_token(template: &str, want: &TemplateSpec) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{template}\0{}", serde_json::to_string(d).unwrap_or_default()));
+    // The properties as the engine's JSON (keys sorted): the same token as before the spec.
+    let d = to_props(want);
+    let h = sha2::Sha256::digest(format!("{template}\0{}", serde_json::to_string(&d).unwrap_or_default()));
     h.iter().take(24).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn spec() -> TemplateSpec {
+        TemplateSpec {
+            ami: "ami-1".into(),
+            instance_type: "t3.micro".into(),
+            instance_profile: "arn:profile".into(),
+            security_groups: vec!["sg-1".into()],
+            root_volume: RootVolume {
+                device: "/dev/xvda".into(),
+                size_gib: 8,
+                volume_type: "gp3".into(),
+                encrypted: true,
+                kms_key: "arn:key".into(),
+            },
+            http_tokens: "required".into(),
+            tags: Tags::from([("k".into(), "v".into())]),
+        }
+    }
+
+    /// The properties as the JSON of the previous release (state, plan diffs, version tokens).
+    #[test]
+    fn the_spec_is_the_json_of_before() {
+        let before: crate::engine::resource::Props = serde_json::from_value(serde_json::json!({
+            "ami": "ami-1", "instance_type": "t3.micro", "instance_profile": "arn:profile",
+            "security_groups": ["sg-1"],
+            "root_volume": {"device": "/dev/xvda", "size_gib": 8, "type": "gp3", "encrypted": true,
+                            "kms_key": "arn:key"},
+            "http_tokens": "required", "tags": {"k": "v"},
+        }))
+        .unwrap();
+        assert_eq!(to_props(&spec()), before);
+        let h = sha2::Sha256::digest(format!("lt-1\0{}", serde_json::to_string(&before).unwrap()));
+        let token: String = h.iter().take(24).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(version_token("lt-1", &spec()), token);
+    }
 }

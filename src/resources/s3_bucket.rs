@@ -1,17 +1,17 @@
 //! `s3-bucket` (the region's data bucket) and `cf-log-bucket` (CloudFront standard logs).
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags};
 use super::{names, tag_map};
 use crate::aws::{Aws, SendExt, compat};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
     ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     VersioningConfiguration,
 };
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +23,32 @@ pub enum Variant {
 }
 
 pub struct S3Bucket(pub Arc<Aws>, pub Variant);
+
+/// The bucket's public access block settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+crate::spec! {
+    /// Both variants block public access; versioning, encryption and ownership per [`Variant`]
+    /// (the key and the bucket key only for the data bucket).
+    pub struct BucketSpec, BucketLive, BucketChanged {
+        public_access_block: PublicAccessBlock,
+        tags: Tags,
+        versioning: String,
+        sse_algorithm: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sse_kms_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bucket_key: Option<bool>,
+        object_ownership: String,
+    }
+    immutable []
+}
 
 pub use super::names::cf_log_bucket;
 
@@ -119,11 +145,10 @@ impl S3Bucket {
                 Some("Enabled") => "Enabled",
                 _ => "Disabled",
             };
-        let mut live = Live::new(name)
+        let live = Live::new(name)
             .arn(format!("arn:aws:s3:::{name}"))
             .attr("name", name)
-            .attr("regional_domain_name", format!("{name}.s3.{}.amazonaws.com", cx.region))
-            .prop("versioning", versioning);
+            .attr("regional_domain_name", format!("{name}.s3.{}.amazonaws.com", cx.region));
         let enc = s3.get_bucket_encryption().bucket(name).send().await.absent_on(
             "GetBucketEncryption",
             &["ServerSideEncryptionConfigurationNotFoundError"],
@@ -134,21 +159,12 @@ impl S3Bucket {
         let by_default = rule
             .as_ref()
             .and_then(|r| r.apply_server_side_encryption_by_default.clone());
-        live = live
-            .prop(
-                "sse_algorithm",
-                by_default
-                    .as_ref()
-                    .map(|d| d.sse_algorithm.as_str().to_string())
-                    .unwrap_or_else(|| "none".into()),
-            )
-            .prop(
-                "bucket_key",
-                rule.as_ref().and_then(|r| r.bucket_key_enabled).unwrap_or(false),
-            );
-        if let Some(k) = by_default.and_then(|d| d.kms_master_key_id) {
-            live = live.prop("sse_kms_key", k);
-        }
+        let sse_algorithm = by_default
+            .as_ref()
+            .map(|d| d.sse_algorithm.as_str().to_string())
+            .unwrap_or_else(|| "none".into());
+        let bucket_key = rule.as_ref().and_then(|r| r.bucket_key_enabled).unwrap_or(false);
+        let sse_kms_key = by_default.and_then(|d| d.kms_master_key_id);
         let pab = s3
             .get_public_access_block()
             .bucket(name)
@@ -157,15 +173,12 @@ impl S3Bucket {
             .absent_on("GetPublicAccessBlock", &["NoSuchPublicAccessBlockConfiguration"])?
             .and_then(|o| o.public_access_block_configuration);
         let b = |f: fn(&PublicAccessBlockConfiguration) -> Option<bool>| pab.as_ref().and_then(f).unwrap_or(false);
-        live = live.prop(
-            "public_access_block",
-            json!({
-                "block_public_acls": b(|p| p.block_public_acls),
-                "ignore_public_acls": b(|p| p.ignore_public_acls),
-                "block_public_policy": b(|p| p.block_public_policy),
-                "restrict_public_buckets": b(|p| p.restrict_public_buckets),
-            }),
-        );
+        let public_access_block = PublicAccessBlock {
+            block_public_acls: b(|p| p.block_public_acls),
+            ignore_public_acls: b(|p| p.ignore_public_acls),
+            block_public_policy: b(|p| p.block_public_policy),
+            restrict_public_buckets: b(|p| p.restrict_public_buckets),
+        };
         let ownership = s3
             .get_bucket_ownership_controls()
             .bucket(name)
@@ -176,7 +189,6 @@ impl S3Bucket {
             .and_then(|c| c.rules.into_iter().next())
             .map(|r| r.object_ownership.as_str().to_string())
             .unwrap_or_else(|| "ObjectWriter".into());
-        live = live.prop("object_ownership", ownership);
         let tags = s3
             .get_bucket_tagging()
             .bucket(name)
@@ -189,7 +201,19 @@ impl S3Bucket {
                 .into_iter()
                 .map(|t| (t.key, t.value)),
         );
-        Ok(Some(live.tags(tags)))
+        Ok(Some(
+            live.observed(&BucketLive {
+                public_access_block: Some(public_access_block),
+                tags: None,
+                versioning: Some(versioning.to_string()),
+                sse_algorithm: Some(sse_algorithm),
+                // No key (SSE-S3, or no encryption): unobserved.
+                sse_kms_key: sse_kms_key.map(Some),
+                bucket_key: Some(Some(bucket_key)),
+                object_ownership: Some(ownership),
+            })
+            .tags(tags),
+        ))
     }
 
     async fn empty(&self, cx: &NodeCx, name: &str) -> Result<(), NodeError> {
@@ -273,31 +297,36 @@ impl S3Bucket {
 }
 
 #[async_trait::async_trait]
-impl Resource for S3Bucket {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let mut p = Props::from([
-            (
-                "public_access_block".into(),
-                json!({"block_public_acls": true, "ignore_public_acls": true, "block_public_policy": true, "restrict_public_buckets": true}),
-            ),
-            ("tags".into(), json!(cx.tags())),
-        ]);
-        match self.1 {
-            Variant::Data => {
-                let key = cx.attr(&cx.local("kms-key"), "arn")?;
-                p.insert("versioning".into(), json!("Enabled"));
-                p.insert("sse_algorithm".into(), json!("aws:kms"));
-                p.insert("sse_kms_key".into(), json!(key));
-                p.insert("bucket_key".into(), json!(true));
-                p.insert("object_ownership".into(), json!("BucketOwnerEnforced"));
-            }
-            Variant::CloudFrontLogs => {
-                p.insert("versioning".into(), json!("Disabled"));
-                p.insert("sse_algorithm".into(), json!("AES256"));
-                p.insert("object_ownership".into(), json!("BucketOwnerPreferred"));
-            }
-        }
-        Ok(p)
+impl Kind for S3Bucket {
+    type Spec = BucketSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<BucketSpec, NodeError> {
+        let public_access_block = PublicAccessBlock {
+            block_public_acls: true,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        };
+        Ok(match self.1 {
+            Variant::Data => BucketSpec {
+                public_access_block,
+                tags: cx.tags(),
+                versioning: "Enabled".into(),
+                sse_algorithm: "aws:kms".into(),
+                sse_kms_key: Some(cx.attr(&cx.local("kms-key"), "arn")?),
+                bucket_key: Some(true),
+                object_ownership: "BucketOwnerEnforced".into(),
+            },
+            Variant::CloudFrontLogs => BucketSpec {
+                public_access_block,
+                tags: cx.tags(),
+                versioning: "Disabled".into(),
+                sse_algorithm: "AES256".into(),
+                sse_kms_key: None,
+                bucket_key: None,
+                object_ownership: "BucketOwnerPreferred".into(),
+            },
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -308,14 +337,14 @@ impl Resource for S3Bucket {
         self.describe(cx, &self.name(cx)).await
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &BucketSpec) -> Result<Live, NodeError> {
         let name = self.name(cx);
         let req = self
             .0
             .s3(&cx.region)
             .create_bucket()
             .bucket(&name)
-            .object_ownership(ObjectOwnership::from(str_of(&d["object_ownership"])));
+            .object_ownership(ObjectOwnership::from(want.object_ownership.as_str()));
         // Tags go in the create call itself, so a crash right after it leaves an owned bucket.
         let mut conf = CreateBucketConfiguration::builder().set_tags(Some(s3_tags(&cx.tags())));
         if cx.region != "us-east-1" {
@@ -336,14 +365,19 @@ impl Resource for S3Bucket {
         Ok(Live::new(&name).attr("name", &name))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &BucketSpec) -> Result<(), NodeError> {
         let name = &live.physical_id;
-        let keys: BTreeSet<String> = d
-            .keys()
-            .filter(|k| *k != "tags" && *k != "object_ownership")
-            .cloned()
-            .collect();
-        self.update(cx, &Live::new(name), d, &keys).await?;
+        // Everything desired but the tags and the ownership (both set by CreateBucket).
+        let changed = BucketChanged {
+            public_access_block: true,
+            tags: false,
+            versioning: true,
+            sse_algorithm: true,
+            sse_kms_key: want.sse_kms_key.is_some(),
+            bucket_key: want.bucket_key.is_some(),
+            object_ownership: false,
+        };
+        self.update(cx, &Live::new(name), want, &changed).await?;
         let missing = || {
             NodeError::fatal(
                 "HeadBucket",
@@ -361,11 +395,17 @@ impl Resource for S3Bucket {
         Ok(())
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &BucketSpec,
+        changed: &BucketChanged,
+    ) -> Result<(), NodeError> {
         let s3 = self.0.s3(&cx.region);
         let name = &live.physical_id;
-        if changed.contains("versioning") {
-            let status = if d["versioning"] == "Enabled" {
+        if changed.versioning {
+            let status = if want.versioning == "Enabled" {
                 BucketVersioningStatus::Enabled
             } else {
                 BucketVersioningStatus::Suspended
@@ -378,18 +418,15 @@ impl Resource for S3Bucket {
                 .await
                 .op("PutBucketVersioning")?;
         }
-        if ["sse_algorithm", "sse_kms_key", "bucket_key"]
-            .iter()
-            .any(|k| changed.contains(*k))
-        {
+        if changed.sse_algorithm || changed.sse_kms_key || changed.bucket_key {
             let by_default = ServerSideEncryptionByDefault::builder()
-                .sse_algorithm(ServerSideEncryption::from(str_of(&d["sse_algorithm"])))
-                .set_kms_master_key_id(d.get("sse_kms_key").and_then(Value::as_str).map(str::to_string))
+                .sse_algorithm(ServerSideEncryption::from(want.sse_algorithm.as_str()))
+                .set_kms_master_key_id(want.sse_kms_key.clone())
                 .build()
                 .expect("algorithm set");
             let rule = ServerSideEncryptionRule::builder()
                 .apply_server_side_encryption_by_default(by_default)
-                .set_bucket_key_enabled(d.get("bucket_key").and_then(Value::as_bool))
+                .set_bucket_key_enabled(want.bucket_key)
                 .build();
             let conf = ServerSideEncryptionConfiguration::builder()
                 .rules(rule)
@@ -402,13 +439,13 @@ impl Resource for S3Bucket {
                 .await
                 .op("PutBucketEncryption")?;
         }
-        if changed.contains("public_access_block") {
-            let p = &d["public_access_block"];
+        if changed.public_access_block {
+            let p = &want.public_access_block;
             let conf = PublicAccessBlockConfiguration::builder()
-                .block_public_acls(p["block_public_acls"] == true)
-                .ignore_public_acls(p["ignore_public_acls"] == true)
-                .block_public_policy(p["block_public_policy"] == true)
-                .restrict_public_buckets(p["restrict_public_buckets"] == true)
+                .block_public_acls(p.block_public_acls)
+                .ignore_public_acls(p.ignore_public_acls)
+                .block_public_policy(p.block_public_policy)
+                .restrict_public_buckets(p.restrict_public_buckets)
                 .build();
             s3.put_public_access_block()
                 .bucket(name)
@@ -417,9 +454,9 @@ impl Resource for S3Bucket {
                 .await
                 .op("PutPublicAccessBlock")?;
         }
-        if changed.contains("object_ownership") {
+        if changed.object_ownership {
             let rule = OwnershipControlsRule::builder()
-                .object_ownership(ObjectOwnership::from(str_of(&d["object_ownership"])))
+                .object_ownership(ObjectOwnership::from(want.object_ownership.as_str()))
                 .build()
                 .expect("ownership");
             let conf = OwnershipControls::builder().rules(rule).build().expect("rules");
@@ -430,7 +467,7 @@ impl Resource for S3Bucket {
                 .await
                 .op("PutBucketOwnershipControls")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             self.put_tags(cx, name, live.tags.as_ref()).await?;
         }
         Ok(())
@@ -461,6 +498,50 @@ fn s3_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
-fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::typed::to_props;
+
+    /// The CloudFront log bucket has no key and no bucket key: absent, not null.
+    #[test]
+    fn the_log_bucket_has_no_key_properties() {
+        let s = BucketSpec {
+            public_access_block: PublicAccessBlock {
+                block_public_acls: true,
+                ignore_public_acls: true,
+                block_public_policy: true,
+                restrict_public_buckets: true,
+            },
+            tags: Tags::new(),
+            versioning: "Disabled".into(),
+            sse_algorithm: "AES256".into(),
+            sse_kms_key: None,
+            bucket_key: None,
+            object_ownership: "BucketOwnerPreferred".into(),
+        };
+        let p = to_props(&s);
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            [
+                "object_ownership",
+                "public_access_block",
+                "sse_algorithm",
+                "tags",
+                "versioning"
+            ]
+        );
+        assert_eq!(
+            p["public_access_block"],
+            serde_json::json!({"block_public_acls": true, "ignore_public_acls": true,
+                               "block_public_policy": true, "restrict_public_buckets": true})
+        );
+        assert_eq!(crate::resources::typed::from_props::<BucketSpec>("t", &p).unwrap(), s);
+        let live = Live::new("b").observed(&BucketLive {
+            sse_kms_key: None,
+            bucket_key: Some(Some(false)),
+            ..Default::default()
+        });
+        assert_eq!(live.props.keys().collect::<Vec<_>>(), ["bucket_key"]);
+    }
 }

@@ -2,18 +2,35 @@
 
 use super::cx::StackCx;
 use super::names;
+use super::typed::{Kind, Observe};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_s3::types::{
     DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, EncryptionConfiguration, Metrics,
     MetricsStatus, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
     SourceSelectionCriteria, SseKmsEncryptedObjects, SseKmsEncryptedObjectsStatus, StorageClass,
 };
-use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct S3Replication(pub Arc<Aws>);
+
+crate::spec! {
+    /// One rule replicating the writer's bucket to the next region's, SSE-KMS objects included.
+    pub struct ReplicationSpec, ReplicationLive, ReplicationChanged {
+        role: String,
+        rule_id: String,
+        status: String,
+        priority: i32,
+        filter_prefix: String,
+        delete_marker_replication: String,
+        destination_bucket: String,
+        storage_class: String,
+        metrics: String,
+        replica_kms_key: String,
+        sse_kms_encrypted_objects: String,
+    }
+    immutable []
+}
 
 pub const RULE_ID: &str = "ReplicateToSecondaryRegion";
 
@@ -24,29 +41,25 @@ fn destination(cx: &NodeCx) -> &str {
 }
 
 #[async_trait::async_trait]
-impl Resource for S3Replication {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        Ok(Props::from([
-            ("role".into(), json!(cx.attr(&cx.home("iam-replication-role"), "arn")?)),
-            ("rule_id".into(), json!(RULE_ID)),
-            ("status".into(), json!("Enabled")),
-            ("priority".into(), json!(1)),
-            ("filter_prefix".into(), json!("")),
-            ("delete_marker_replication".into(), json!("Disabled")),
-            (
-                "destination_bucket".into(),
-                json!(names::bucket_arn(cx.inputs(), destination(cx))),
-            ),
-            ("storage_class".into(), json!("STANDARD_IA")),
+impl Kind for S3Replication {
+    type Spec = ReplicationSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<ReplicationSpec, NodeError> {
+        Ok(ReplicationSpec {
+            role: cx.attr(&cx.home("iam-replication-role"), "arn")?,
+            rule_id: RULE_ID.into(),
+            status: "Enabled".into(),
+            priority: 1,
+            filter_prefix: String::new(),
+            delete_marker_replication: "Disabled".into(),
+            destination_bucket: names::bucket_arn(cx.inputs(), destination(cx)),
+            storage_class: "STANDARD_IA".into(),
             // SPEC v2: S3 emits the s3:Replication:* events the function subscribes to only with
             // replication metrics on (S3 User Guide, "Monitoring progress with replication metrics").
-            ("metrics".into(), json!("Enabled")),
-            (
-                "replica_kms_key".into(),
-                json!(cx.attr(&cx.topo().id(destination(cx), "kms-key"), "arn")?),
-            ),
-            ("sse_kms_encrypted_objects".into(), json!("Enabled")),
-        ]))
+            metrics: "Enabled".into(),
+            replica_kms_key: cx.attr(&cx.topo().id(destination(cx), "kms-key"), "arn")?,
+            sse_kms_encrypted_objects: "Enabled".into(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -74,9 +87,10 @@ impl Resource for S3Replication {
         else {
             return Ok(None);
         };
-        let mut live = Live::new(&bucket)
-            .attr("bucket", &bucket)
-            .prop("role", conf.role.clone());
+        let mut seen = ReplicationLive {
+            role: Some(conf.role.clone()),
+            ..Default::default()
+        };
         // Only what the API returns is compared. moto never returns SourceSelectionCriteria.
         if let Some(rule) = conf
             .rules
@@ -84,30 +98,29 @@ impl Resource for S3Replication {
             .find(|r| r.id.as_deref() == Some(RULE_ID))
             .or(conf.rules.first())
         {
-            live = live
-                .prop("rule_id", rule.id.clone().unwrap_or_default())
-                .prop("status", rule.status.as_str())
-                .prop("priority", rule.priority.unwrap_or(0));
+            seen.rule_id = Some(rule.id.clone().unwrap_or_default());
+            seen.status = Some(rule.status.as_str().to_string());
+            seen.priority = Some(rule.priority.unwrap_or(0));
             if let Some(f) = &rule.filter {
-                live = live.prop("filter_prefix", f.prefix.clone().unwrap_or_default());
+                seen.filter_prefix = Some(f.prefix.clone().unwrap_or_default());
             }
             if let Some(d) = rule.delete_marker_replication.as_ref().and_then(|d| d.status.as_ref()) {
-                live = live.prop("delete_marker_replication", d.as_str());
+                seen.delete_marker_replication = Some(d.as_str().to_string());
             }
             if let Some(d) = &rule.destination {
-                live = live.prop("destination_bucket", d.bucket.clone());
+                seen.destination_bucket = Some(d.bucket.clone());
                 if let Some(sc) = &d.storage_class {
-                    live = live.prop("storage_class", sc.as_str());
+                    seen.storage_class = Some(sc.as_str().to_string());
                 }
                 if let Some(m) = &d.metrics {
-                    live = live.prop("metrics", m.status.as_str());
+                    seen.metrics = Some(m.status.as_str().to_string());
                 }
                 if let Some(k) = d
                     .encryption_configuration
                     .as_ref()
                     .and_then(|e| e.replica_kms_key_id.clone())
                 {
-                    live = live.prop("replica_kms_key", k);
+                    seen.replica_kms_key = Some(k);
                 }
             }
             if let Some(s) = rule
@@ -115,48 +128,53 @@ impl Resource for S3Replication {
                 .as_ref()
                 .and_then(|s| s.sse_kms_encrypted_objects.as_ref())
             {
-                live = live.prop("sse_kms_encrypted_objects", s.status.as_str());
+                seen.sse_kms_encrypted_objects = Some(s.status.as_str().to_string());
             }
         } else {
-            live = live.prop("rule_id", "");
+            seen.rule_id = Some(String::new());
         }
-        Ok(Some(live))
+        Ok(Some(Live::new(&bucket).attr("bucket", &bucket).observed(&seen)))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, want: &ReplicationSpec) -> Result<Live, NodeError> {
         let bucket = names::bucket(cx.inputs(), cx.topo().writer());
         let live = Live::new(&bucket).attr("bucket", &bucket);
-        self.update(cx, &live, d, &BTreeSet::new()).await?;
+        self.update(cx, &live, want, &ReplicationChanged::default()).await?;
         Ok(live)
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        want: &ReplicationSpec,
+        _: &ReplicationChanged,
+    ) -> Result<(), NodeError> {
         let destination = Destination::builder()
-            .bucket(s("destination_bucket"))
-            .storage_class(StorageClass::from(s("storage_class").as_str()))
+            .bucket(&want.destination_bucket)
+            .storage_class(StorageClass::from(want.storage_class.as_str()))
             .encryption_configuration(
                 EncryptionConfiguration::builder()
-                    .replica_kms_key_id(s("replica_kms_key"))
+                    .replica_kms_key_id(&want.replica_kms_key)
                     .build(),
             )
             .metrics(
                 Metrics::builder()
-                    .status(MetricsStatus::from(s("metrics").as_str()))
+                    .status(MetricsStatus::from(want.metrics.as_str()))
                     .build()
                     .expect("status set"),
             )
             .build()
             .expect("bucket set");
         let rule = ReplicationRule::builder()
-            .id(s("rule_id"))
-            .status(ReplicationRuleStatus::from(s("status").as_str()))
-            .priority(d["priority"].as_i64().unwrap_or(1) as i32)
-            .filter(ReplicationRuleFilter::builder().prefix(s("filter_prefix")).build())
+            .id(&want.rule_id)
+            .status(ReplicationRuleStatus::from(want.status.as_str()))
+            .priority(want.priority)
+            .filter(ReplicationRuleFilter::builder().prefix(&want.filter_prefix).build())
             .delete_marker_replication(
                 DeleteMarkerReplication::builder()
                     .status(DeleteMarkerReplicationStatus::from(
-                        s("delete_marker_replication").as_str(),
+                        want.delete_marker_replication.as_str(),
                     ))
                     .build(),
             )
@@ -165,7 +183,7 @@ impl Resource for S3Replication {
                     .sse_kms_encrypted_objects(
                         SseKmsEncryptedObjects::builder()
                             .status(SseKmsEncryptedObjectsStatus::from(
-                                s("sse_kms_encrypted_objects").as_str(),
+                                want.sse_kms_encrypted_objects.as_str(),
                             ))
                             .build()
                             .expect("status set"),
@@ -176,7 +194,7 @@ impl Resource for S3Replication {
             .build()
             .expect("status and destination set");
         let conf = ReplicationConfiguration::builder()
-            .role(s("role"))
+            .role(&want.role)
             .rules(rule)
             .build()
             .expect("role and rules set");

@@ -102,14 +102,16 @@ pub static KINDS: &[Kind] = &[
     ),
     kind("cf-log-bucket", |a| Arc::new(S3Bucket(a, Variant::CloudFrontLogs))),
     kind("s3-bucket-policy", |a| Arc::new(S3BucketPolicy(a))),
-    kind("iam-replication-role", |a| Arc::new(IamRole(a, RoleKind::Replication))),
-    kind("iam-ec2-role", |a| Arc::new(IamRole(a, RoleKind::Ec2))),
-    kind("iam-lambda-role", |a| Arc::new(IamRole(a, RoleKind::Lambda))),
+    kind("iam-replication-role", |a| {
+        Arc::new(Typed(IamRole(a, RoleKind::Replication)))
+    }),
+    kind("iam-ec2-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Ec2)))),
+    kind("iam-lambda-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Lambda)))),
     kind("db-subnet-group", |a| Arc::new(DbSubnetGroup(a))),
     outputs(kind("db-secret", |a| Arc::new(DbSecret(a))), &[("DbSecretArn", "arn")]),
     outputs(
         slow(
-            kind("rds-primary", |a| Arc::new(RdsInstance(a, DbRole::Primary))),
+            kind("rds-primary", |a| Arc::new(Typed(RdsInstance(a, DbRole::Primary)))),
             60,
             1200.0,
         ),
@@ -117,7 +119,7 @@ pub static KINDS: &[Kind] = &[
     ),
     outputs(
         slow(
-            kind("rds-replica", |a| Arc::new(RdsInstance(a, DbRole::Replica))),
+            kind("rds-replica", |a| Arc::new(Typed(RdsInstance(a, DbRole::Replica)))),
             90,
             1500.0,
         ),
@@ -134,7 +136,7 @@ pub static KINDS: &[Kind] = &[
     kind("s3-notification", |a| Arc::new(S3Notification(a))),
     kind("cf-origin-access-control", |a| Arc::new(CfOriginAccessControl(a))),
     outputs(
-        slow(kind("cloudfront", |a| Arc::new(CloudFront(a))), 45, 600.0),
+        slow(kind("cloudfront", |a| Arc::new(Typed(CloudFront(a)))), 45, 600.0),
         &[
             ("CloudFrontDomainName", "domain_name"),
             ("CloudFrontDistributionId", "id"),

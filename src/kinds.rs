@@ -100,13 +100,20 @@ pub static KINDS: &[Kind] = &[
         kind("s3-bucket", |a| Arc::new(Typed(S3Bucket(a, Variant::Data)))),
         &[("BucketName", "name")],
     ),
-    kind("cf-log-bucket", |a| Arc::new(S3Bucket(a, Variant::CloudFrontLogs))),
+    kind("cf-log-bucket", |a| {
+        Arc::new(Typed(S3Bucket(a, Variant::CloudFrontLogs)))
+    }),
     kind("s3-bucket-policy", |a| Arc::new(Typed(S3BucketPolicy(a)))),
-    kind("iam-replication-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Replication)))),
+    kind("iam-replication-role", |a| {
+        Arc::new(Typed(IamRole(a, RoleKind::Replication)))
+    }),
     kind("iam-ec2-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Ec2)))),
     kind("iam-lambda-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Lambda)))),
     kind("db-subnet-group", |a| Arc::new(Typed(DbSubnetGroup(a)))),
-    outputs(kind("db-secret", |a| Arc::new(Typed(DbSecret(a)))), &[("DbSecretArn", "arn")]),
+    outputs(
+        kind("db-secret", |a| Arc::new(Typed(DbSecret(a)))),
+        &[("DbSecretArn", "arn")],
+    ),
     outputs(
         slow(
             kind("rds-primary", |a| Arc::new(Typed(RdsInstance(a, DbRole::Primary)))),
@@ -130,7 +137,11 @@ pub static KINDS: &[Kind] = &[
         &[("SnsTopicArn", "arn")],
     ),
     kind("log-group", |a| Arc::new(Typed(LogGroup(a)))),
-    slow(kind("lambda-function", |a| Arc::new(Typed(LambdaFunction(a)))), WAIT, 30.0),
+    slow(
+        kind("lambda-function", |a| Arc::new(Typed(LambdaFunction(a)))),
+        WAIT,
+        30.0,
+    ),
     kind("s3-notification", |a| Arc::new(Typed(S3Notification(a)))),
     kind("cf-origin-access-control", |a| {
         Arc::new(Typed(CfOriginAccessControl(a)))

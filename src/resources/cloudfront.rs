@@ -6,18 +6,70 @@
 use super::cx::StackCx;
 use super::names;
 use super::s3_bucket::cf_log_bucket;
+use super::typed::{self, Kind, Observe};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
 use aws_sdk_cloudfront::types::{
     AllowedMethods, CachedMethods, DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, HttpVersion,
     LoggingConfig, Method, Origin, OriginGroup, OriginGroupFailoverCriteria, OriginGroupMember, OriginGroupMembers,
     OriginGroups, Origins, PriceClass, S3OriginConfig, StatusCodes, Tag, Tags, ViewerProtocolPolicy,
 };
-use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct CloudFront(pub Arc<Aws>);
+
+crate::spec! {
+    /// The distribution's properties.
+    pub struct CfSpec, CfLive, CfChanged {
+        oac: String,
+        comment: String,
+        enabled: bool,
+        /// Sorted by their JSON text (see [`sort_origins`]).
+        origins: Vec<CfOrigin>,
+        /// `None`: the distribution has no origin group (null, a difference).
+        origin_group: Option<CfOriginGroup>,
+        default_target: String,
+        viewer_protocol_policy: String,
+        cache_policy: String,
+        price_class: String,
+        http_version: String,
+        ipv6: bool,
+        logging: CfLogging,
+        tags: typed::Tags,
+    }
+    immutable []
+}
+
+/// An origin as compared: its id and domain.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CfOrigin {
+    // Declared in the order of their names: the JSON text the origins are sorted by lists the
+    // keys sorted.
+    pub domain: String,
+    pub id: String,
+}
+
+/// The failover origin group as compared: its id, members in order, status codes sorted.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CfOriginGroup {
+    pub id: String,
+    pub members: Vec<String>,
+    pub codes: Vec<i32>,
+}
+
+/// Standard logging as compared.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CfLogging {
+    pub enabled: bool,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// Origins in the order plan compares them: by their JSON text (`{"domain":..,"id":..}`).
+fn sort_origins(origins: &mut [CfOrigin]) {
+    origins.sort_by_key(|o| serde_json::to_string(o).expect("an origin serializes"));
+}
 
 pub const GROUP_ID: &str = "tap-failover";
 pub const FAILOVER_CODES: [i32; 6] = [500, 502, 503, 504, 403, 404];
@@ -41,8 +93,8 @@ fn origins(cx: &NodeCx) -> [(String, String); 2] {
     [t.writer(), t.next(t.writer())].map(|r| (t.prefix(r), origin_domain(cx, r)))
 }
 
-fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> DistributionConfig {
-    let oac = d["oac"].as_str().unwrap_or_default();
+fn config(cx: &NodeCx, d: &CfSpec, caller_reference: &str, enabled: bool) -> DistributionConfig {
+    let oac = d.oac.as_str();
     let [first, second] = origins(cx);
     let origin = |(id, domain): &(String, String)| {
         Origin::builder()
@@ -79,10 +131,8 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
         .expect("group");
     let get_head = || vec![Method::Get, Method::Head];
     let behavior = DefaultCacheBehavior::builder()
-        .target_origin_id(d["default_target"].as_str().unwrap_or(GROUP_ID))
-        .viewer_protocol_policy(ViewerProtocolPolicy::from(
-            d["viewer_protocol_policy"].as_str().unwrap_or("redirect-to-https"),
-        ))
+        .target_origin_id(&d.default_target)
+        .viewer_protocol_policy(ViewerProtocolPolicy::from(d.viewer_protocol_policy.as_str()))
         .allowed_methods(
             AllowedMethods::builder()
                 .quantity(2)
@@ -121,7 +171,7 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
                 .expect("groups"),
         )
         .default_cache_behavior(behavior)
-        .price_class(PriceClass::from(d["price_class"].as_str().unwrap_or("PriceClass_100")))
+        .price_class(PriceClass::from(d.price_class.as_str()))
         .http_version(HttpVersion::Http2)
         .is_ipv6_enabled(true)
         .logging(
@@ -137,14 +187,17 @@ fn config(cx: &NodeCx, d: &Props, caller_reference: &str, enabled: bool) -> Dist
 }
 
 /// The observable properties of a distribution configuration.
-fn observe(mut live: Live, c: &DistributionConfig) -> Live {
-    let mut origins: Vec<Value> = c
+fn observe(live: Live, c: &DistributionConfig) -> Live {
+    let mut origins: Vec<CfOrigin> = c
         .origins
         .as_ref()
         .map(|o| o.items())
         .unwrap_or_default()
         .iter()
-        .map(|o| json!({"id": o.id, "domain": o.domain_name}))
+        .map(|o| CfOrigin {
+            domain: o.domain_name.clone(),
+            id: o.id.clone(),
+        })
         .collect();
     // moto does not return OriginAccessControlId: the OAC is compared only when returned.
     let oacs: BTreeSet<&str> = c
@@ -156,10 +209,8 @@ fn observe(mut live: Live, c: &DistributionConfig) -> Live {
         .filter_map(|o| o.origin_access_control_id.as_deref())
         .filter(|s| !s.is_empty())
         .collect();
-    if oacs.len() == 1 {
-        live = live.prop("oac", oacs.into_iter().next().unwrap_or_default());
-    }
-    origins.sort_by_key(|v| v.to_string());
+    let oac = (oacs.len() == 1).then(|| oacs.into_iter().next().unwrap_or_default().to_string());
+    sort_origins(&mut origins);
     let group = c.origin_groups.as_ref().and_then(|g| g.items().first()).map(|g| {
         let mut codes: Vec<i32> = g
             .failover_criteria
@@ -173,50 +224,46 @@ fn observe(mut live: Live, c: &DistributionConfig) -> Live {
             .as_ref()
             .map(|m| m.items().iter().map(|m| m.origin_id.clone()).collect())
             .unwrap_or_default();
-        json!({"id": g.id, "members": members, "codes": codes})
+        CfOriginGroup {
+            id: g.id.clone(),
+            members,
+            codes,
+        }
     });
     let b = c.default_cache_behavior.as_ref();
-    let logging = c
-        .logging
-        .as_ref()
-        .map(|l| json!({"enabled": l.enabled, "bucket": l.bucket, "prefix": l.prefix}));
-    live = live
-        .prop("comment", c.comment.clone())
-        .prop("enabled", c.enabled)
-        .prop("origins", json!(origins))
-        .prop("origin_group", group.unwrap_or(Value::Null))
-        .prop(
-            "default_target",
-            b.map(|b| b.target_origin_id.clone()).unwrap_or_default(),
-        )
-        .prop(
-            "viewer_protocol_policy",
+    let logging = c.logging.as_ref().map(|l| CfLogging {
+        enabled: l.enabled,
+        bucket: l.bucket.clone(),
+        prefix: l.prefix.clone(),
+    });
+    live.observed(&CfLive {
+        oac,
+        comment: Some(c.comment.clone()),
+        enabled: Some(c.enabled),
+        origins: Some(origins),
+        origin_group: Some(group),
+        default_target: Some(b.map(|b| b.target_origin_id.clone()).unwrap_or_default()),
+        viewer_protocol_policy: Some(
             b.map(|b| b.viewer_protocol_policy.as_str().to_string())
                 .unwrap_or_default(),
-        )
-        .prop(
-            "cache_policy",
-            b.and_then(|b| b.cache_policy_id.clone()).unwrap_or_default(),
-        )
-        .prop(
-            "price_class",
+        ),
+        cache_policy: Some(b.and_then(|b| b.cache_policy_id.clone()).unwrap_or_default()),
+        price_class: Some(
             c.price_class
                 .as_ref()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_default(),
-        )
-        .prop(
-            "http_version",
+        ),
+        http_version: Some(
             c.http_version
                 .as_ref()
                 .map(|h| h.as_str().to_string())
                 .unwrap_or_default(),
-        )
-        .prop("ipv6", c.is_ipv6_enabled.unwrap_or(false));
-    if let Some(l) = logging {
-        live = live.prop("logging", l);
-    }
-    live
+        ),
+        ipv6: Some(c.is_ipv6_enabled.unwrap_or(false)),
+        logging,
+        tags: None,
+    })
 }
 
 fn cf_tags(cx: &NodeCx) -> Tags {
@@ -312,8 +359,8 @@ impl CloudFront {
         }))
     }
 
-    fn refused_group_target(&self, e: &NodeError, d: &Props) -> bool {
-        let refused = e.code == "NoSuchOrigin" && d["default_target"] == GROUP_ID;
+    fn refused_group_target(&self, e: &NodeError, d: &CfSpec) -> bool {
+        let refused = e.code == "NoSuchOrigin" && d.default_target == GROUP_ID;
         if refused {
             self.0.note_quirk(GROUP_TARGET_REFUSED);
         }
@@ -330,41 +377,45 @@ impl CloudFront {
 }
 
 #[async_trait::async_trait]
-impl Resource for CloudFront {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for CloudFront {
+    type Spec = CfSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<CfSpec, NodeError> {
         let oac = cx.attr(&cx.home("cf-origin-access-control"), "id")?;
         let refused = self.refuses_group_target(cx);
         let mut origins: Vec<_> = origins(cx)
             .iter()
-            .map(|(id, domain)| json!({"id": id, "domain": domain}))
+            .map(|(id, domain)| CfOrigin {
+                domain: domain.clone(),
+                id: id.clone(),
+            })
             .collect();
-        origins.sort_by_key(|v| v.to_string());
+        sort_origins(&mut origins);
         let mut codes = FAILOVER_CODES.to_vec();
         codes.sort();
-        Ok(Props::from([
-            ("oac".into(), json!(oac)),
-            ("comment".into(), json!(comment(&cx.inputs().env))),
-            ("enabled".into(), json!(true)),
-            ("origins".into(), json!(origins)),
-            (
-                "origin_group".into(),
-                json!({"id": GROUP_ID, "members": ["primary", "secondary"], "codes": codes}),
-            ),
-            (
-                "default_target".into(),
-                json!(if refused { "primary" } else { GROUP_ID }),
-            ),
-            ("viewer_protocol_policy".into(), json!("redirect-to-https")),
-            ("cache_policy".into(), json!(CACHING_OPTIMIZED)),
-            ("price_class".into(), json!("PriceClass_100")),
-            ("http_version".into(), json!("http2")),
-            ("ipv6".into(), json!(true)),
-            (
-                "logging".into(),
-                json!({"enabled": true, "bucket": format!("{}.s3.amazonaws.com", cf_log_bucket(cx.inputs())), "prefix": "cloudfront/"}),
-            ),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+        Ok(CfSpec {
+            oac,
+            comment: comment(&cx.inputs().env),
+            enabled: true,
+            origins,
+            origin_group: Some(CfOriginGroup {
+                id: GROUP_ID.into(),
+                members: vec!["primary".into(), "secondary".into()],
+                codes,
+            }),
+            default_target: (if refused { "primary" } else { GROUP_ID }).into(),
+            viewer_protocol_policy: "redirect-to-https".into(),
+            cache_policy: CACHING_OPTIMIZED.into(),
+            price_class: "PriceClass_100".into(),
+            http_version: "http2".into(),
+            ipv6: true,
+            logging: CfLogging {
+                enabled: true,
+                bucket: format!("{}.s3.amazonaws.com", cf_log_bucket(cx.inputs())),
+                prefix: "cloudfront/".into(),
+            },
+            tags: cx.tags(),
+        })
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
@@ -374,29 +425,31 @@ impl Resource for CloudFront {
         }
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, d: &CfSpec) -> Result<Live, NodeError> {
         let cf = self.0.cloudfront(&cx.region);
         // CallerReference is CloudFront's idempotency token: the same for every retry of this
         // create and for a rerun after a crash, so a lost response never makes a second one.
         let reference = cx.token(128);
-        let send = |d: Props| {
+        let send = |d: &CfSpec| {
             let cfg = DistributionConfigWithTags::builder()
-                .distribution_config(config(cx, &d, &reference, true))
+                .distribution_config(config(cx, d, &reference, true))
                 .tags(cf_tags(cx))
                 .build();
             cf.create_distribution_with_tags()
                 .distribution_config_with_tags(cfg)
                 .send()
         };
-        let (out, refused) = match send(d.clone()).await.op("CreateDistributionWithTags") {
+        let (out, refused) = match send(d).await.op("CreateDistributionWithTags") {
             Err(e) if self.refused_group_target(&e, d) => {
                 tracing::warn!(
                     node = cx.id(),
                     "the endpoint refuses the origin group as default target; targeting the primary origin"
                 );
-                let mut d2 = d.clone();
-                d2.insert("default_target".into(), json!("primary"));
-                (send(d2).await.op("CreateDistributionWithTags")?, true)
+                let d2 = CfSpec {
+                    default_target: "primary".into(),
+                    ..d.clone()
+                };
+                (send(&d2).await.op("CreateDistributionWithTags")?, true)
             }
             other => (other?, false),
         };
@@ -409,9 +462,14 @@ impl Resource for CloudFront {
         Ok(live)
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &CfSpec, changed: &CfChanged) -> Result<(), NodeError> {
         let cf = self.0.cloudfront(&cx.region);
-        if changed.iter().any(|k| k != "tags") {
+        // Anything but the tags is in the distribution's configuration.
+        let tags_only = CfChanged {
+            tags: changed.tags,
+            ..Default::default()
+        };
+        if *changed != tags_only {
             let cur = cf
                 .get_distribution_config()
                 .id(&live.physical_id)
@@ -423,7 +481,7 @@ impl Resource for CloudFront {
                 .as_ref()
                 .map(|c| c.caller_reference.clone())
                 .unwrap_or_default();
-            let send = |d: &Props| {
+            let send = |d: &CfSpec| {
                 let cfg = config(cx, d, &reference, true);
                 cf.update_distribution()
                     .id(&live.physical_id)
@@ -433,8 +491,10 @@ impl Resource for CloudFront {
             };
             match send(d).await.op("UpdateDistribution") {
                 Err(e) if self.refused_group_target(&e, d) => {
-                    let mut d2 = d.clone();
-                    d2.insert("default_target".into(), json!("primary"));
+                    let d2 = CfSpec {
+                        default_target: "primary".into(),
+                        ..d.clone()
+                    };
                     send(&d2).await.op("UpdateDistribution")?;
                 }
                 other => {
@@ -442,7 +502,7 @@ impl Resource for CloudFront {
                 }
             }
         }
-        if changed.contains("tags") {
+        if changed.tags {
             cf.tag_resource()
                 .resource(live.arn.clone().unwrap_or_default())
                 .tags(cf_tags(cx))
@@ -514,5 +574,34 @@ impl Resource for CloudFront {
             .send()
             .await
             .ok_on("DeleteDistribution", GONE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_serialize_and_sort_as_their_json_objects() {
+        let mut origins = vec![
+            CfOrigin {
+                domain: "b.s3.us-east-1.amazonaws.com".into(),
+                id: "primary".into(),
+            },
+            CfOrigin {
+                domain: "a.s3.us-west-2.amazonaws.com".into(),
+                id: "secondary".into(),
+            },
+        ];
+        let mut values: Vec<serde_json::Value> = origins
+            .iter()
+            .map(|o| serde_json::json!({"id": o.id, "domain": o.domain}))
+            .collect();
+        values.sort_by_key(|v| v.to_string());
+        sort_origins(&mut origins);
+        assert_eq!(
+            serde_json::to_value(&origins).unwrap(),
+            serde_json::Value::Array(values)
+        );
     }
 }

@@ -2,11 +2,12 @@
 //! One implementation; the kinds differ only in their [`RoleSpec`].
 
 use super::cx::StackCx;
+use super::typed::{Kind, Observe, Tags, observed_of};
 use super::{names, policy, tag_map};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError};
 use aws_sdk_iam::types::Tag;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -18,6 +19,20 @@ pub enum RoleKind {
 }
 
 pub struct IamRole(pub Arc<Aws>, pub RoleKind);
+
+crate::spec! {
+    /// A role's properties (the same set for every role kind): its trust and inline policy
+    /// documents (normalized), the managed policies (sorted), whether it has an instance profile.
+    pub struct IamRoleSpec, IamRoleLive, IamRoleChanged {
+        trust: Value,
+        /// Null when the role has no such inline policy.
+        inline: Value,
+        managed: Vec<String>,
+        instance_profile: bool,
+        tags: Tags,
+    }
+    immutable []
+}
 
 /// What distinguishes one role from another.
 pub struct RoleSpec {
@@ -174,15 +189,17 @@ impl IamRole {
         let mut live = Live::new(name)
             .arn(&role.arn)
             .attr("name", name)
-            .prop("trust", trust)
-            .prop("inline", inline)
-            .prop("managed", json!(managed))
-            .prop(
-                "instance_profile",
-                profile
-                    .as_ref()
-                    .is_some_and(|p| p.roles.iter().any(|r| r.role_name == name)),
-            );
+            .observed(&IamRoleLive {
+                trust: Some(trust),
+                inline: Some(inline),
+                managed: Some(managed),
+                instance_profile: Some(
+                    profile
+                        .as_ref()
+                        .is_some_and(|p| p.roles.iter().any(|r| r.role_name == name)),
+                ),
+                tags: None,
+            });
         if let Some(p) = profile {
             live = live
                 .attr("instance_profile_arn", p.arn)
@@ -211,18 +228,20 @@ impl IamRole {
 }
 
 #[async_trait::async_trait]
-impl Resource for IamRole {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
+impl Kind for IamRole {
+    type Spec = IamRoleSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<IamRoleSpec, NodeError> {
         let s = self.spec(cx).await?;
         let mut managed = s.managed.clone();
         managed.sort();
-        Ok(Props::from([
-            ("trust".into(), policy::normalize(&policy::trust(s.service))),
-            ("inline".into(), policy::normalize(&s.inline)),
-            ("managed".into(), json!(managed)),
-            ("instance_profile".into(), json!(s.instance_profile)),
-            ("tags".into(), json!(cx.tags())),
-        ]))
+        Ok(IamRoleSpec {
+            trust: policy::normalize(&policy::trust(s.service)),
+            inline: policy::normalize(&s.inline),
+            managed,
+            instance_profile: s.instance_profile,
+            tags: cx.tags(),
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -234,7 +253,7 @@ impl Resource for IamRole {
         self.describe(cx, &name, inline_name(self.1)).await
     }
 
-    async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, _: &IamRoleSpec) -> Result<Live, NodeError> {
         let s = self.spec(cx).await?;
         // Named: a retry after a lost response answers EntityAlreadyExists, and the driver adopts
         // the role only if it carries this node's tags.
@@ -247,19 +266,33 @@ impl Resource for IamRole {
             .send()
             .await
             .op("CreateRole")?;
-        Ok(Live::new(&s.name).prop("managed", json!([])))
+        Ok(Live::new(&s.name).observed(&IamRoleLive {
+            managed: Some(vec![]),
+            ..Default::default()
+        }))
     }
 
-    async fn after_create(&self, cx: &NodeCx, live: &Live, d: &Props) -> Result<(), NodeError> {
-        let all: BTreeSet<String> = ["inline", "managed", "instance_profile"].map(String::from).into();
-        self.update(cx, live, d, &all).await
+    async fn after_create(&self, cx: &NodeCx, live: &Live, want: &IamRoleSpec) -> Result<(), NodeError> {
+        let changed = IamRoleChanged {
+            inline: true,
+            managed: true,
+            instance_profile: true,
+            ..Default::default()
+        };
+        self.update(cx, live, want, &changed).await
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, _: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        live: &Live,
+        _: &IamRoleSpec,
+        changed: &IamRoleChanged,
+    ) -> Result<(), NodeError> {
         let s = self.spec(cx).await?;
         let iam = self.0.iam(&cx.region);
         let name = &live.physical_id;
-        if changed.contains("trust") {
+        if changed.trust {
             iam.update_assume_role_policy()
                 .role_name(name)
                 .policy_document(policy::trust(s.service).to_string())
@@ -267,7 +300,7 @@ impl Resource for IamRole {
                 .await
                 .op("UpdateAssumeRolePolicy")?;
         }
-        if changed.contains("inline") {
+        if changed.inline {
             iam.put_role_policy()
                 .role_name(name)
                 .policy_name(s.inline_name)
@@ -276,9 +309,12 @@ impl Resource for IamRole {
                 .await
                 .op("PutRolePolicy")?;
         }
-        if changed.contains("managed") {
-            let have: BTreeSet<String> =
-                serde_json::from_value(live.props.get("managed").cloned().unwrap_or(json!([]))).unwrap_or_default();
+        if changed.managed {
+            let have: BTreeSet<String> = observed_of::<IamRoleSpec>(live)
+                .managed
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             let want: BTreeSet<String> = s.managed.iter().cloned().collect();
             for arn in want.difference(&have) {
                 iam.attach_role_policy()
@@ -297,7 +333,7 @@ impl Resource for IamRole {
                     .ok_on("DetachRolePolicy", &["NoSuchEntity"])?;
             }
         }
-        if changed.contains("instance_profile") && s.instance_profile {
+        if changed.instance_profile && s.instance_profile {
             iam.create_instance_profile()
                 .instance_profile_name(name)
                 .set_tags(Some(Self::iam_tags(cx)))
@@ -311,7 +347,7 @@ impl Resource for IamRole {
                 .await
                 .ok_on("AddRoleToInstanceProfile", &["LimitExceeded", "EntityAlreadyExists"])?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             iam.tag_role()
                 .role_name(name)
                 .set_tags(Some(Self::iam_tags(cx)))

@@ -6,11 +6,10 @@ use super::cx::StackCx;
 use super::db_subnet_group;
 use super::names;
 use super::rds_tags;
+use super::typed::{Kind, Observe, Tags};
 use crate::aws::{Aws, SendExt};
-use crate::engine::resource::{Live, NodeCx, NodeError, Props, Readiness, Resource};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
 use aws_sdk_rds::types::DbInstance;
-use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +19,47 @@ pub enum Role {
 }
 
 pub struct RdsInstance(pub Arc<Aws>, pub Role);
+
+crate::spec! {
+    /// The instance's properties. The `Option` fields belong to one role only: the primary's
+    /// (engine ... `copy_tags_to_snapshot`) or the replica's (`source`); the other role has none
+    /// of them (absent, not null).
+    pub struct DbSpec, DbLive, DbChanged {
+        class: String,
+        encrypted: bool,
+        kms_key: String,
+        publicly_accessible: bool,
+        subnet_group: String,
+        security_groups: Vec<String>,
+        tags: Tags,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        engine: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        engine_version: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        storage_gb: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        storage_type: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        multi_az: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        backup_retention_days: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        db_name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        master_username: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        managed_password: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        deletion_protection: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        copy_tags_to_snapshot: Option<bool>,
+        /// The replica's: the primary's ARN.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    }
+    immutable [engine, encrypted, kms_key, db_name, master_username, subnet_group, source]
+}
 
 impl RdsInstance {
     /// The master password, from `db-secret` (read at the moment of use, never kept).
@@ -64,22 +104,24 @@ fn to_live(db: DbInstance) -> Live {
         .filter_map(|g| g.vpc_security_group_id.clone())
         .collect();
     sgs.sort();
-    let mut live = Live::new(&id)
-        .arn(arn)
-        .attr("id", &id)
-        .attr("status", db.db_instance_status.clone().unwrap_or_default())
-        .prop("class", db.db_instance_class.clone().unwrap_or_default())
-        .prop("encrypted", db.storage_encrypted.unwrap_or(false))
-        .prop("kms_key", db.kms_key_id.clone().unwrap_or_default())
-        .prop("publicly_accessible", db.publicly_accessible.unwrap_or(false))
-        .prop(
-            "subnet_group",
+    let mut observed = DbLive {
+        class: Some(db.db_instance_class.clone().unwrap_or_default()),
+        encrypted: Some(db.storage_encrypted.unwrap_or(false)),
+        kms_key: Some(db.kms_key_id.clone().unwrap_or_default()),
+        publicly_accessible: Some(db.publicly_accessible.unwrap_or(false)),
+        subnet_group: Some(
             db.db_subnet_group
                 .as_ref()
                 .and_then(|g| g.db_subnet_group_name.clone())
                 .unwrap_or_default(),
-        )
-        .prop("security_groups", json!(sgs))
+        ),
+        security_groups: Some(sgs),
+        ..Default::default()
+    };
+    let mut live = Live::new(&id)
+        .arn(arn)
+        .attr("id", &id)
+        .attr("status", db.db_instance_status.clone().unwrap_or_default())
         .tags(rds_tags::map(db.tag_list()));
     if let Some(e) = db.endpoint.as_ref().and_then(|e| e.address.clone()) {
         live = live.attr("endpoint", e);
@@ -88,26 +130,28 @@ fn to_live(db: DbInstance) -> Live {
         live = live.attr("secret_arn", s);
     }
     if let Some(src) = &db.read_replica_source_db_instance_identifier {
-        live = live.prop("source", src.clone());
+        observed.source = Some(Some(src.clone()));
     }
     if db.read_replica_source_db_instance_identifier.is_none() {
-        live = live
-            .prop("engine", db.engine.clone().unwrap_or_default())
-            .prop(
-                "engine_version",
-                observed_version(db.engine_version.as_deref().unwrap_or_default(), &engine_version()),
-            )
-            .prop("storage_gb", db.allocated_storage.unwrap_or(0))
-            .prop("storage_type", db.storage_type.clone().unwrap_or_default())
-            .prop("multi_az", db.multi_az.unwrap_or(false))
-            .prop("backup_retention_days", db.backup_retention_period.unwrap_or(0))
-            .prop("db_name", db.db_name.clone().unwrap_or_default())
-            .prop("master_username", db.master_username.clone().unwrap_or_default())
-            .prop("managed_password", db.master_user_secret.is_some())
-            .prop("deletion_protection", db.deletion_protection.unwrap_or(false))
-            .prop("copy_tags_to_snapshot", db.copy_tags_to_snapshot.unwrap_or(false));
+        observed = DbLive {
+            engine: Some(Some(db.engine.clone().unwrap_or_default())),
+            engine_version: Some(Some(observed_version(
+                db.engine_version.as_deref().unwrap_or_default(),
+                &engine_version(),
+            ))),
+            storage_gb: Some(Some(db.allocated_storage.unwrap_or(0))),
+            storage_type: Some(Some(db.storage_type.clone().unwrap_or_default())),
+            multi_az: Some(Some(db.multi_az.unwrap_or(false))),
+            backup_retention_days: Some(Some(db.backup_retention_period.unwrap_or(0))),
+            db_name: Some(Some(db.db_name.clone().unwrap_or_default())),
+            master_username: Some(Some(db.master_username.clone().unwrap_or_default())),
+            managed_password: Some(Some(db.master_user_secret.is_some())),
+            deletion_protection: Some(Some(db.deletion_protection.unwrap_or(false))),
+            copy_tags_to_snapshot: Some(Some(db.copy_tags_to_snapshot.unwrap_or(false))),
+            ..observed
+        };
     }
-    live
+    live.observed(&observed)
 }
 
 impl RdsInstance {
@@ -125,57 +169,57 @@ impl RdsInstance {
     }
 }
 
-fn s(d: &Props, k: &str) -> String {
-    d.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+/// A role's own property (the empty string when the role has none: as it was sent before).
+fn s(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
 }
 
 #[async_trait::async_trait]
-impl Resource for RdsInstance {
-    async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError> {
-        let mut p = Props::from([
-            ("class".into(), json!("db.t3.micro")),
-            ("encrypted".into(), json!(true)),
-            ("kms_key".into(), json!(cx.attr(&cx.local("kms-key"), "arn")?)),
-            ("publicly_accessible".into(), json!(false)),
-            ("subnet_group".into(), json!(db_subnet_group::name(&cx.inputs().env))),
-            ("security_groups".into(), json!([cx.attr(&cx.local("sg-db"), "id")?])),
-            ("tags".into(), json!(cx.tags())),
-        ]);
-        match self.1 {
-            Role::Primary => {
-                for (k, v) in [
-                    ("engine", json!("postgres")),
-                    ("engine_version", json!(engine_version())),
-                    ("storage_gb", json!(20)),
-                    ("storage_type", json!("gp3")),
-                    ("multi_az", json!(true)),
-                    ("backup_retention_days", json!(7)),
-                    ("db_name", json!("tapdb")),
-                    ("master_username", json!("tapuser")),
-                    ("managed_password", json!(false)),
-                    ("deletion_protection", json!(false)),
-                    ("copy_tags_to_snapshot", json!(true)),
-                ] {
-                    p.insert(k.into(), v);
-                }
-            }
-            Role::Replica => {
-                p.insert("source".into(), json!(cx.attr(&cx.writer("rds-primary"), "arn")?));
-            }
-        }
-        Ok(p)
-    }
+impl Kind for RdsInstance {
+    type Spec = DbSpec;
 
-    fn immutable(&self) -> &'static [&'static str] {
-        &[
-            "engine",
-            "encrypted",
-            "kms_key",
-            "db_name",
-            "master_username",
-            "subnet_group",
-            "source",
-        ]
+    async fn desired(&self, cx: &NodeCx) -> Result<DbSpec, NodeError> {
+        let common = DbSpec {
+            class: "db.t3.micro".into(),
+            encrypted: true,
+            kms_key: cx.attr(&cx.local("kms-key"), "arn")?,
+            publicly_accessible: false,
+            subnet_group: db_subnet_group::name(&cx.inputs().env),
+            security_groups: vec![cx.attr(&cx.local("sg-db"), "id")?],
+            tags: cx.tags(),
+            engine: None,
+            engine_version: None,
+            storage_gb: None,
+            storage_type: None,
+            multi_az: None,
+            backup_retention_days: None,
+            db_name: None,
+            master_username: None,
+            managed_password: None,
+            deletion_protection: None,
+            copy_tags_to_snapshot: None,
+            source: None,
+        };
+        Ok(match self.1 {
+            Role::Primary => DbSpec {
+                engine: Some("postgres".into()),
+                engine_version: Some(engine_version()),
+                storage_gb: Some(20),
+                storage_type: Some("gp3".into()),
+                multi_az: Some(true),
+                backup_retention_days: Some(7),
+                db_name: Some("tapdb".into()),
+                master_username: Some("tapuser".into()),
+                managed_password: Some(false),
+                deletion_protection: Some(false),
+                copy_tags_to_snapshot: Some(true),
+                ..common
+            },
+            Role::Replica => DbSpec {
+                source: Some(cx.attr(&cx.writer("rds-primary"), "arn")?),
+                ..common
+            },
+        })
     }
 
     fn object(&self, cx: &NodeCx) -> String {
@@ -187,32 +231,32 @@ impl Resource for RdsInstance {
         Ok(self.describe(cx, &id).await?.map(to_live))
     }
 
-    async fn create(&self, cx: &NodeCx, d: &Props) -> Result<Live, NodeError> {
+    async fn create(&self, cx: &NodeCx, d: &DbSpec) -> Result<Live, NodeError> {
         let rds = self.0.rds(&cx.region);
         let id = names::db_instance(cx.inputs(), &cx.region);
-        let sgs: Vec<String> = serde_json::from_value(d["security_groups"].clone()).unwrap_or_default();
+        let sgs: Vec<String> = d.security_groups.clone();
         let out = match self.1 {
             Role::Primary => {
                 rds.create_db_instance()
                     .db_instance_identifier(&id)
-                    .engine(s(d, "engine"))
-                    .engine_version(s(d, "engine_version"))
-                    .db_instance_class(s(d, "class"))
+                    .engine(s(&d.engine))
+                    .engine_version(s(&d.engine_version))
+                    .db_instance_class(d.class.clone())
                     .allocated_storage(20)
-                    .storage_type(s(d, "storage_type"))
+                    .storage_type(s(&d.storage_type))
                     .multi_az(true)
                     .storage_encrypted(true)
-                    .kms_key_id(s(d, "kms_key"))
+                    .kms_key_id(d.kms_key.clone())
                     .backup_retention_period(7)
-                    .db_name(s(d, "db_name"))
-                    .master_username(s(d, "master_username"))
+                    .db_name(s(&d.db_name))
+                    .master_username(s(&d.master_username))
                     // SPEC v2: the password from `db-secret`, never ManageMasterUserPassword
                     // (AWS refuses read replicas of an instance whose password RDS manages).
                     .master_user_password(self.password(cx).await?)
                     .publicly_accessible(false)
                     .deletion_protection(false)
                     .copy_tags_to_snapshot(true)
-                    .db_subnet_group_name(s(d, "subnet_group"))
+                    .db_subnet_group_name(d.subnet_group.clone())
                     .set_vpc_security_group_ids(Some(sgs))
                     .set_tags(Some(rds_tags::tags(cx)))
                     .send()
@@ -225,10 +269,10 @@ impl Resource for RdsInstance {
             Role::Replica => {
                 rds.create_db_instance_read_replica()
                     .db_instance_identifier(&id)
-                    .source_db_instance_identifier(s(d, "source"))
-                    .db_instance_class(s(d, "class"))
-                    .kms_key_id(s(d, "kms_key"))
-                    .db_subnet_group_name(s(d, "subnet_group"))
+                    .source_db_instance_identifier(s(&d.source))
+                    .db_instance_class(d.class.clone())
+                    .kms_key_id(d.kms_key.clone())
+                    .db_subnet_group_name(d.subnet_group.clone())
                     .set_vpc_security_group_ids(Some(sgs))
                     .publicly_accessible(false)
                     .set_tags(Some(rds_tags::tags(cx)))
@@ -242,58 +286,57 @@ impl Resource for RdsInstance {
             .ok_or_else(|| NodeError::fatal("CreateDBInstance", "EmptyResponse", "no instance returned"))
     }
 
-    async fn update(&self, cx: &NodeCx, live: &Live, d: &Props, changed: &BTreeSet<String>) -> Result<(), NodeError> {
+    async fn update(&self, cx: &NodeCx, live: &Live, d: &DbSpec, changed: &DbChanged) -> Result<(), NodeError> {
         let rds = self.0.rds(&cx.region);
         let modifiable = [
-            "class",
-            "publicly_accessible",
-            "security_groups",
-            "engine_version",
-            "storage_gb",
-            "storage_type",
-            "multi_az",
-            "backup_retention_days",
-            "deletion_protection",
-            "copy_tags_to_snapshot",
-            "managed_password",
+            changed.class,
+            changed.publicly_accessible,
+            changed.security_groups,
+            changed.engine_version,
+            changed.storage_gb,
+            changed.storage_type,
+            changed.multi_az,
+            changed.backup_retention_days,
+            changed.deletion_protection,
+            changed.copy_tags_to_snapshot,
+            changed.managed_password,
         ];
-        if modifiable.iter().any(|k| changed.contains(*k)) {
-            let has = |k: &str| changed.contains(k);
+        if modifiable.into_iter().any(|c| c) {
             let mut req = rds
                 .modify_db_instance()
                 .db_instance_identifier(&live.physical_id)
                 .apply_immediately(true);
-            if has("class") {
-                req = req.db_instance_class(s(d, "class"));
+            if changed.class {
+                req = req.db_instance_class(d.class.clone());
             }
-            if has("publicly_accessible") {
+            if changed.publicly_accessible {
                 req = req.publicly_accessible(false);
             }
-            if has("security_groups") {
-                req = req.set_vpc_security_group_ids(serde_json::from_value(d["security_groups"].clone()).ok());
+            if changed.security_groups {
+                req = req.set_vpc_security_group_ids(Some(d.security_groups.clone()));
             }
-            if has("engine_version") {
-                req = req.engine_version(s(d, "engine_version"));
+            if changed.engine_version {
+                req = req.engine_version(s(&d.engine_version));
             }
-            if has("storage_gb") {
+            if changed.storage_gb {
                 req = req.allocated_storage(20);
             }
-            if has("storage_type") {
-                req = req.storage_type(s(d, "storage_type"));
+            if changed.storage_type {
+                req = req.storage_type(s(&d.storage_type));
             }
-            if has("multi_az") {
+            if changed.multi_az {
                 req = req.multi_az(true);
             }
-            if has("backup_retention_days") {
+            if changed.backup_retention_days {
                 req = req.backup_retention_period(7);
             }
-            if has("deletion_protection") {
+            if changed.deletion_protection {
                 req = req.deletion_protection(false);
             }
-            if has("copy_tags_to_snapshot") {
+            if changed.copy_tags_to_snapshot {
                 req = req.copy_tags_to_snapshot(true);
             }
-            if has("managed_password") {
+            if changed.managed_password {
                 // Turning RDS's management off takes a password: the one in `db-secret`.
                 req = req
                     .manage_master_user_password(false)
@@ -301,7 +344,7 @@ impl Resource for RdsInstance {
             }
             req.send().await.op("ModifyDBInstance")?;
         }
-        if changed.contains("tags") {
+        if changed.tags {
             rds_tags::retag(&self.0, cx, live.arn.as_deref().unwrap_or_default()).await?;
         }
         Ok(())
@@ -356,7 +399,53 @@ impl Resource for RdsInstance {
 
 #[cfg(test)]
 mod tests {
-    use super::observed_version;
+    use super::{DbSpec, Tags, observed_version};
+    use crate::resources::typed::to_props;
+
+    #[test]
+    fn a_role_has_only_its_own_properties() {
+        let replica = DbSpec {
+            class: "db.t3.micro".into(),
+            encrypted: true,
+            kms_key: "k".into(),
+            publicly_accessible: false,
+            subnet_group: "g".into(),
+            security_groups: vec!["sg".into()],
+            tags: Tags::new(),
+            engine: None,
+            engine_version: None,
+            storage_gb: None,
+            storage_type: None,
+            multi_az: None,
+            backup_retention_days: None,
+            db_name: None,
+            master_username: None,
+            managed_password: None,
+            deletion_protection: None,
+            copy_tags_to_snapshot: None,
+            source: Some("arn".into()),
+        };
+        assert_eq!(
+            to_props(&replica).keys().collect::<Vec<_>>(),
+            [
+                "class",
+                "encrypted",
+                "kms_key",
+                "publicly_accessible",
+                "security_groups",
+                "source",
+                "subnet_group",
+                "tags"
+            ]
+        );
+        let primary = DbSpec {
+            source: None,
+            storage_gb: Some(20),
+            ..replica
+        };
+        let p = to_props(&primary);
+        assert!(!p.contains_key("source") && p["storage_gb"] == serde_json::json!(20));
+    }
 
     #[test]
     fn a_later_minor_of_the_same_major_is_not_drift() {

@@ -171,7 +171,9 @@ fn deploy_status_and_destroy_through_the_binary() {
         text.contains(&format!("us-east-1 BucketName = tap-bucket-useast1-{env}-123456789012")),
         "{text}"
     );
-    assert!(text.contains("primary/kms-key") && text.contains("ready"), "{text}");
+    let i = crate::verify::inputs(&env);
+    let key = common::node_id(&i, i.topology.home(), "kms-key");
+    assert!(text.contains(&key) && text.contains("ready"), "{text}");
     // One raw value for scripts; a name in both regions needs --region.
     let bucket = run(&["output", "BucketName", "--region", "us-east-1"]);
     assert_eq!(

@@ -243,43 +243,36 @@ pub fn emulator_post(path: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
-/// The regions of the tests' stacks (one home, one secondary), as the tests name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Primary,
-    Secondary,
+/// `{r}` of SPEC: the region name without dashes.
+pub fn r(region: &str) -> String {
+    region.replace('-', "")
 }
 
-impl Side {
-    pub const BOTH: [Side; 2] = [Side::Primary, Side::Secondary];
+/// The first secondary region: the other end of the pairwise checks (replication, the secret's
+/// replica, the CloudFront failover origin) for now.
+pub fn first_secondary(i: &Inputs) -> &str {
+    &i.topology.secondaries()[0]
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Primary => "primary",
-            Side::Secondary => "secondary",
-        }
+/// The logical id of `kind` in `region`, as the deployed release names it: `primary/<kind>` for
+/// the home region, `secondary/<kind>` for the first secondary (`secondaryN/<kind>` for the N-th).
+/// The one place the tests spell a logical id.
+pub fn node_id(i: &Inputs, region: &str, kind: &str) -> String {
+    let prefix = match i.topology.index(region) {
+        Some(0) => "primary".to_string(),
+        Some(1) => "secondary".to_string(),
+        Some(n) => format!("secondary{n}"),
+        None => panic!("{region} is not a region of {}", i.topology),
+    };
+    format!("{prefix}/{kind}")
+}
+
+/// The kind of the database of `region`: the primary in the writer region (which also holds the
+/// secret), a replica elsewhere.
+pub fn db_kind(i: &Inputs, region: &str) -> &'static str {
+    if region == i.topology.writer() {
+        "rds-primary"
+    } else {
+        "rds-replica"
     }
-}
-
-/// A region of the inputs by the tests' name for it.
-pub trait InputsExt {
-    fn region(&self, side: Side) -> &str;
-    /// `{r}` of SPEC: the region name without dashes.
-    fn r(&self, side: Side) -> String {
-        self.region(side).replace('-', "")
-    }
-}
-
-impl InputsExt for Inputs {
-    fn region(&self, side: Side) -> &str {
-        match side {
-            Side::Primary => self.topology.home(),
-            Side::Secondary => &self.topology.secondaries()[0],
-        }
-    }
-}
-
-/// The logical id of `kind` in the region `side`.
-pub fn node_id(side: Side, kind: &str) -> String {
-    format!("{}/{kind}", side.as_str())
 }

@@ -1,7 +1,6 @@
 //! One test per defect of the reference that SPEC lists (and tap fixes).
 
-use crate::common::{self, raw, run};
-use crate::common::{InputsExt, Side};
+use crate::common::{self, first_secondary, node_id, raw, run};
 use crate::{verify, verify_edge};
 use serde_json::json;
 use std::sync::Arc;
@@ -34,6 +33,11 @@ impl Deployed {
         verify_edge::nothing_left(&self.aws, &self.i).await;
     }
 
+    /// The home region and the first secondary.
+    fn regions(&self) -> (&str, &str) {
+        (self.i.topology.home(), first_secondary(&self.i))
+    }
+
     /// Position of the first call of `op` in `region`.
     fn first(&self, region: &str, op: &str) -> usize {
         let is = |c: &Call| c.region == region && c.operation == op;
@@ -48,33 +52,29 @@ impl Deployed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_1_destination_bucket_exists_and_is_versioned_before_the_rule() {
     let d = deployed("d1").await;
-    assert!(d.first("eu-west-1", "CreateBucket") < d.first("us-east-1", "PutBucketReplication"));
-    assert!(d.first("eu-west-1", "PutBucketVersioning") < d.first("us-east-1", "PutBucketReplication"));
+    let (home, sec) = d.regions();
+    assert!(d.first(sec, "CreateBucket") < d.first(home, "PutBucketReplication"));
+    assert!(d.first(sec, "PutBucketVersioning") < d.first(home, "PutBucketReplication"));
     let g = tap::app::graph();
     assert!(
-        g.get("primary/s3-replication")
+        g.get(&node_id(&d.i, home, "s3-replication"))
             .unwrap()
             .deps
-            .contains(&"secondary/s3-bucket".to_string())
+            .contains(&node_id(&d.i, sec, "s3-bucket"))
     );
-    let pk = verify::kms_key(&d.aws, &d.i, Side::Primary).await;
-    let sk = verify::kms_key(&d.aws, &d.i, Side::Secondary).await;
-    verify::replication(&d.aws, &d.i, &pk, &sk).await;
+    let pk = verify::kms_key(&d.aws, &d.i, home).await;
+    let sk = verify::kms_key(&d.aws, &d.i, sec).await;
+    verify::replication(&d.aws, &d.i, (home, &pk), (sec, &sk)).await;
     d.destroy().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_2_replica_is_sourced_by_the_primary_arn_with_a_destination_key() {
     let d = deployed("d2").await;
-    let sk = verify::kms_key(&d.aws, &d.i, Side::Secondary).await;
-    let primary = crate::verify_stack::database(
-        &d.aws,
-        &d.i,
-        Side::Primary,
-        &verify::kms_key(&d.aws, &d.i, Side::Primary).await,
-    )
-    .await;
-    let replica = crate::verify_stack::database(&d.aws, &d.i, Side::Secondary, &sk).await;
+    let (home, sec) = d.regions();
+    let sk = verify::kms_key(&d.aws, &d.i, sec).await;
+    let primary = crate::verify_stack::database(&d.aws, &d.i, home, &verify::kms_key(&d.aws, &d.i, home).await).await;
+    let replica = crate::verify_stack::database(&d.aws, &d.i, sec, &sk).await;
     assert_eq!(
         replica.read_replica_source_db_instance_identifier, primary.db_instance_arn,
         "sourced by ARN, not a placeholder"
@@ -84,21 +84,22 @@ async fn defect_2_replica_is_sourced_by_the_primary_arn_with_a_destination_key()
         Some(sk.as_str()),
         "encrypted with the secondary region's key"
     );
-    assert!(d.first("us-east-1", "CreateDBInstance") < d.first("eu-west-1", "CreateDBInstanceReadReplica"));
+    assert!(d.first(home, "CreateDBInstance") < d.first(sec, "CreateDBInstanceReadReplica"));
     d.destroy().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_3_sse_kms_objects_have_a_replica_key_and_encrypt_permission() {
     let d = deployed("d3").await;
-    let pk = verify::kms_key(&d.aws, &d.i, Side::Primary).await;
-    let sk = verify::kms_key(&d.aws, &d.i, Side::Secondary).await;
+    let (home, sec) = d.regions();
+    let pk = verify::kms_key(&d.aws, &d.i, home).await;
+    let sk = verify::kms_key(&d.aws, &d.i, sec).await;
     // Replica key and kms:Encrypt on it are checked from the API; source selection of SSE-KMS
     // objects is sent (see the request below) but moto never returns it.
-    verify::replication(&d.aws, &d.i, &pk, &sk).await;
+    verify::replication(&d.aws, &d.i, (home, &pk), (sec, &sk)).await;
     let state = tap::engine::state::State::load(&d.o.state_path).unwrap();
     assert_eq!(
-        state.nodes["primary/s3-replication"].props["sse_kms_encrypted_objects"],
+        state.nodes[&node_id(&d.i, home, "s3-replication")].props["sse_kms_encrypted_objects"],
         json!("Enabled")
     );
     d.destroy().await;
@@ -107,10 +108,9 @@ async fn defect_3_sse_kms_objects_have_a_replica_key_and_encrypt_permission() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_4_the_function_is_subscribed_to_bucket_events() {
     let d = deployed("d4").await;
-    for side in Side::BOTH {
-        let key = verify::kms_key(&d.aws, &d.i, side).await;
-        verify_edge::monitoring(&d.aws, &d.i, side, &key).await;
-        let region = d.i.region(side);
+    for region in d.i.topology.regions() {
+        let key = verify::kms_key(&d.aws, &d.i, region).await;
+        verify_edge::monitoring(&d.aws, &d.i, region, &key).await;
         assert!(
             d.first(region, "AddPermission") < d.first(region, "PutBucketNotificationConfiguration"),
             "permission first"
@@ -139,7 +139,8 @@ async fn defect_6_origins_use_origin_access_control_not_an_identity() {
             .any(|c| c.operation.contains("OriginAccessIdentity")),
         "no identity created"
     );
-    assert!(d.first("us-east-1", "CreateOriginAccessControl") < d.first("us-east-1", "CreateDistributionWithTags"));
+    let (home, _) = d.regions();
+    assert!(d.first(home, "CreateOriginAccessControl") < d.first(home, "CreateDistributionWithTags"));
     d.destroy().await;
 }
 
@@ -148,9 +149,10 @@ async fn defect_7_log_group_exists_before_the_function_and_is_adopted() {
     let env = common::unique_env("d7");
     let i = verify::inputs(&env);
     let aws = raw().await;
+    let (home, sec) = (i.topology.home(), first_secondary(&i));
     // As if Lambda had created it on a first invoke: no retention, no tags.
-    let group = format!("/aws/lambda/tap-replication-monitor-useast1-{env}");
-    aws.logs("us-east-1")
+    let group = format!("/aws/lambda/tap-replication-monitor-{}-{env}", common::r(home));
+    aws.logs(home)
         .create_log_group()
         .log_group_name(&group)
         .send()
@@ -160,15 +162,16 @@ async fn defect_7_log_group_exists_before_the_function_and_is_adopted() {
     let report = run(Command::Deploy, &o).await;
     assert!(
         report
-            .action("primary/log-group")
+            .action(&node_id(&i, home, "log-group"))
             .is_some_and(|a| matches!(a, tap::engine::reconcile::Action::Update { .. })),
         "adopted and updated"
     );
+    let sec = sec.to_string();
     let d = Deployed { o, i, aws, report };
-    assert!(d.first("eu-west-1", "CreateLogGroup") < d.first("eu-west-1", "CreateFunction"));
-    for side in Side::BOTH {
-        let key = verify::kms_key(&d.aws, &d.i, side).await;
-        verify_edge::monitoring(&d.aws, &d.i, side, &key).await;
+    assert!(d.first(&sec, "CreateLogGroup") < d.first(&sec, "CreateFunction"));
+    for region in d.i.topology.regions() {
+        let key = verify::kms_key(&d.aws, &d.i, region).await;
+        verify_edge::monitoring(&d.aws, &d.i, region, &key).await;
     }
     d.destroy().await;
 }
@@ -176,12 +179,12 @@ async fn defect_7_log_group_exists_before_the_function_and_is_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_8_key_policy_names_the_autoscaling_service_linked_role() {
     let d = deployed("d8").await;
-    for side in Side::BOTH {
-        verify::kms_key(&d.aws, &d.i, side).await;
+    for region in d.i.topology.regions() {
+        verify::kms_key(&d.aws, &d.i, region).await;
     }
     let slr = d
         .aws
-        .iam("us-east-1")
+        .iam(d.i.topology.home())
         .get_role()
         .role_name("AWSServiceRoleForAutoScaling")
         .send()
@@ -197,7 +200,8 @@ async fn defect_8_key_policy_names_the_autoscaling_service_linked_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_9_vpc_cidrs_differ_between_regions() {
     let d = deployed("d9").await;
-    crate::verify_stack::network(&d.aws, &d.i, Side::Primary).await;
-    crate::verify_stack::network(&d.aws, &d.i, Side::Secondary).await;
+    let (home, sec) = d.regions();
+    crate::verify_stack::network(&d.aws, &d.i, home).await;
+    crate::verify_stack::network(&d.aws, &d.i, sec).await;
     d.destroy().await;
 }

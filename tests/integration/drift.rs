@@ -1,7 +1,7 @@
 //! Drift: a property changed outside tap shows in `plan` as exactly that change, `deploy`
 //! repairs it, and the next `plan` is clean. One raw SDK change per case.
 
-use crate::common::{self, raw, run};
+use crate::common::{self, first_secondary, node_id, raw, run};
 use std::collections::BTreeSet;
 use tap::app::{Command, Options, Outcome};
 use tap::aws::Aws;
@@ -58,8 +58,11 @@ fn pid(s: &State, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_in_storage_keys_and_tags() {
     let (o, st, aws) = deployed("dst").await;
-    let s3 = aws.s3("us-east-1");
-    let bucket = pid(&st, "primary/s3-bucket");
+    let (home, sec) = (o.inputs.topology.home(), first_secondary(&o.inputs));
+    let home_id = |kind: &str| node_id(&o.inputs, home, kind);
+    let sec_id = |kind: &str| node_id(&o.inputs, sec, kind);
+    let s3 = aws.s3(home);
+    let bucket = pid(&st, &home_id("s3-bucket"));
     use aws_sdk_s3::types::*;
 
     let off = VersioningConfiguration::builder()
@@ -71,7 +74,7 @@ async fn drift_in_storage_keys_and_tags() {
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "versioning suspended", "primary/s3-bucket", &["versioning"]).await;
+    drift_is_repaired(&o, "versioning suspended", &home_id("s3-bucket"), &["versioning"]).await;
 
     let aes = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
@@ -91,7 +94,7 @@ async fn drift_in_storage_keys_and_tags() {
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "encryption changed", "primary/s3-bucket", &["sse_algorithm"]).await;
+    drift_is_repaired(&o, "encryption changed", &home_id("s3-bucket"), &["sse_algorithm"]).await;
 
     let loose = PublicAccessBlockConfiguration::builder()
         .block_public_acls(false)
@@ -108,41 +111,43 @@ async fn drift_in_storage_keys_and_tags() {
     drift_is_repaired(
         &o,
         "public access block loosened",
-        "primary/s3-bucket",
+        &home_id("s3-bucket"),
         &["public_access_block"],
     )
     .await;
 
     s3.delete_bucket_policy().bucket(&bucket).send().await.unwrap();
-    drift_is_repaired(&o, "bucket policy deleted", "primary/s3-bucket-policy", &[]).await;
+    drift_is_repaired(&o, "bucket policy deleted", &home_id("s3-bucket-policy"), &[]).await;
 
     s3.delete_bucket_replication().bucket(&bucket).send().await.unwrap();
-    drift_is_repaired(&o, "replication rule removed", "primary/s3-replication", &[]).await;
+    drift_is_repaired(&o, "replication rule removed", &home_id("s3-replication"), &[]).await;
 
     // moto: key rotation calls need the key id (an ARN is a 500 there).
-    aws.kms("eu-west-1")
+    aws.kms(sec)
         .disable_key_rotation()
-        .key_id(pid(&st, "secondary/kms-key"))
+        .key_id(pid(&st, &sec_id("kms-key")))
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "key rotation disabled", "secondary/kms-key", &["rotation"]).await;
+    drift_is_repaired(&o, "key rotation disabled", &sec_id("kms-key"), &["rotation"]).await;
 
-    aws.ec2("eu-west-1")
+    aws.ec2(sec)
         .delete_tags()
-        .resources(pid(&st, "secondary/vpc"))
+        .resources(pid(&st, &sec_id("vpc")))
         .tags(aws_sdk_ec2::types::Tag::builder().key("Project").build())
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "a tag removed", "secondary/vpc", &["tags"]).await;
+    drift_is_repaired(&o, "a tag removed", &sec_id("vpc"), &["tags"]).await;
     run(Command::Destroy, &o).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_in_network() {
     let (o, st, aws) = deployed("dnet").await;
-    let ec2 = aws.ec2("us-east-1");
+    let home = o.inputs.topology.home();
+    let home_id = |kind: &str| node_id(&o.inputs, home, kind);
+    let ec2 = aws.ec2(home);
     use aws_sdk_ec2::types::{IpPermission, IpRange};
     let anywhere = |port: i32| {
         IpPermission::builder()
@@ -154,36 +159,39 @@ async fn drift_in_network() {
     };
 
     ec2.authorize_security_group_ingress()
-        .group_id(pid(&st, "primary/sg-app"))
+        .group_id(pid(&st, &home_id("sg-app")))
         .ip_permissions(anywhere(22))
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "extra ingress rule", "primary/sg-app", &["ingress"]).await;
+    drift_is_repaired(&o, "extra ingress rule", &home_id("sg-app"), &["ingress"]).await;
 
     ec2.authorize_security_group_egress()
-        .group_id(pid(&st, "primary/sg-db"))
+        .group_id(pid(&st, &home_id("sg-db")))
         .ip_permissions(anywhere(443))
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "extra egress rule", "primary/sg-db", &["egress"]).await;
+    drift_is_repaired(&o, "extra egress rule", &home_id("sg-db"), &["egress"]).await;
 
     ec2.delete_route()
-        .route_table_id(pid(&st, "primary/route-table-private-a"))
+        .route_table_id(pid(&st, &home_id("route-table-private-a")))
         .destination_cidr_block("0.0.0.0/0")
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "route deleted", "primary/route-table-private-a", &["routes"]).await;
+    drift_is_repaired(&o, "route deleted", &home_id("route-table-private-a"), &["routes"]).await;
     run(Command::Destroy, &o).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_in_compute_monitoring_and_cdn() {
     let (o, st, aws) = deployed("dcmp").await;
-    let asg = pid(&st, "primary/asg");
-    aws.autoscaling("us-east-1")
+    let (home, sec) = (o.inputs.topology.home(), first_secondary(&o.inputs));
+    let home_id = |kind: &str| node_id(&o.inputs, home, kind);
+    let sec_id = |kind: &str| node_id(&o.inputs, sec, kind);
+    let asg = pid(&st, &home_id("asg"));
+    aws.autoscaling(home)
         .update_auto_scaling_group()
         .auto_scaling_group_name(&asg)
         .min_size(2)
@@ -192,19 +200,19 @@ async fn drift_in_compute_monitoring_and_cdn() {
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "ASG sizes changed", "primary/asg", &["min", "max", "desired"]).await;
+    drift_is_repaired(&o, "ASG sizes changed", &home_id("asg"), &["min", "max", "desired"]).await;
 
-    aws.logs("eu-west-1")
+    aws.logs(sec)
         .put_retention_policy()
-        .log_group_name(pid(&st, "secondary/log-group"))
+        .log_group_name(pid(&st, &sec_id("log-group")))
         .retention_in_days(30)
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "log retention changed", "secondary/log-group", &["retention_days"]).await;
+    drift_is_repaired(&o, "log retention changed", &sec_id("log-group"), &["retention_days"]).await;
 
-    let sns = aws.sns("us-east-1");
-    let topic = pid(&st, "primary/sns-topic");
+    let sns = aws.sns(home);
+    let topic = pid(&st, &home_id("sns-topic"));
     sns.set_topic_attributes()
         .topic_arn(&topic)
         .attribute_name("DisplayName")
@@ -212,7 +220,13 @@ async fn drift_in_compute_monitoring_and_cdn() {
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "topic display name changed", "primary/sns-topic", &["display_name"]).await;
+    drift_is_repaired(
+        &o,
+        "topic display name changed",
+        &home_id("sns-topic"),
+        &["display_name"],
+    )
+    .await;
     sns.set_topic_attributes()
         .topic_arn(&topic)
         .attribute_name("KmsMasterKeyId")
@@ -220,10 +234,10 @@ async fn drift_in_compute_monitoring_and_cdn() {
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "topic KMS key changed", "primary/sns-topic", &["kms_key"]).await;
+    drift_is_repaired(&o, "topic KMS key changed", &home_id("sns-topic"), &["kms_key"]).await;
 
-    let lambda = aws.lambda("us-east-1");
-    let f = pid(&st, "primary/lambda-function");
+    let lambda = aws.lambda(home);
+    let f = pid(&st, &home_id("lambda-function"));
     lambda
         .update_function_configuration()
         .function_name(&f)
@@ -231,7 +245,13 @@ async fn drift_in_compute_monitoring_and_cdn() {
         .send()
         .await
         .unwrap();
-    drift_is_repaired(&o, "function timeout changed", "primary/lambda-function", &["timeout"]).await;
+    drift_is_repaired(
+        &o,
+        "function timeout changed",
+        &home_id("lambda-function"),
+        &["timeout"],
+    )
+    .await;
     let env = aws_sdk_lambda::types::Environment::builder()
         .variables("SNS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:other")
         .build();
@@ -245,13 +265,13 @@ async fn drift_in_compute_monitoring_and_cdn() {
     drift_is_repaired(
         &o,
         "function environment changed",
-        "primary/lambda-function",
+        &home_id("lambda-function"),
         &["environment"],
     )
     .await;
 
-    let cf = aws.cloudfront("us-east-1");
-    let dist = pid(&st, "primary/cloudfront");
+    let cf = aws.cloudfront(home);
+    let dist = pid(&st, &home_id("cloudfront"));
     for (case, key) in [
         ("price class changed", "price_class"),
         ("viewer protocol policy changed", "viewer_protocol_policy"),
@@ -270,7 +290,7 @@ async fn drift_in_compute_monitoring_and_cdn() {
             .send()
             .await
             .unwrap();
-        drift_is_repaired(&o, case, "primary/cloudfront", &[key]).await;
+        drift_is_repaired(&o, case, &home_id("cloudfront"), &[key]).await;
     }
     run(Command::Destroy, &o).await;
 }

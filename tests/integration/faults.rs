@@ -2,8 +2,7 @@
 //! dependencies injected by the fault-mode emulator (`localstack/faults.py`), each test on an
 //! emulator of its own.
 
-use crate::common::{self, faults_injected, raw_at, run};
-use crate::common::{InputsExt, Side};
+use crate::common::{self, faults_injected, node_id, raw_at, run};
 use crate::{stack, verify, verify_edge};
 use std::collections::{BTreeMap, BTreeSet};
 use tap::app::{self, Command};
@@ -40,8 +39,8 @@ pub async fn tagged_objects(aws: &Aws, i: &Inputs) -> BTreeMap<String, usize> {
             *n.entry(m.get("tap:id").unwrap_or(&"?").to_string()).or_insert(0) += 1;
         }
     };
-    for side in Side::BOTH {
-        let ec2 = aws.ec2(i.region(side));
+    for region in i.topology.regions() {
+        let ec2 = aws.ec2(region);
         let f = aws_sdk_ec2::types::Filter::builder()
             .name("tag:tap:stack")
             .values(&i.env)
@@ -115,12 +114,13 @@ pub async fn tagged_objects(aws: &Aws, i: &Inputs) -> BTreeMap<String, usize> {
         {
             add(t.tags());
         }
-        let keys = verify::owned_keys(aws, i, side).await;
+        let keys = verify::owned_keys(aws, i, region).await;
         if keys > 0 {
-            others.push((crate::common::node_id(side, "kms-key"), keys));
+            others.push((node_id(i, region, "kms-key"), keys));
         }
     }
-    let cf = aws.cloudfront("us-east-1");
+    let home = i.topology.home();
+    let cf = aws.cloudfront(home);
     let list = cf.list_distributions().send().await.unwrap().distribution_list.unwrap();
     let dists = list
         .items()
@@ -128,7 +128,7 @@ pub async fn tagged_objects(aws: &Aws, i: &Inputs) -> BTreeMap<String, usize> {
         .filter(|d| d.comment == format!("TAP CloudFront Distribution - {}", i.env))
         .count();
     if dists > 0 {
-        others.push(("primary/cloudfront".into(), dists));
+        others.push((node_id(i, home, "cloudfront"), dists));
     }
     n.extend(others);
     n
@@ -171,15 +171,16 @@ async fn deploy_and_destroy_under_faults(seed: u16) {
     stack::check_everything(&aws, &i).await;
 
     // A twin made outside tap: a second route table carrying the same ownership tags.
-    let twin_of = "primary/route-table-public";
-    let vpc = deployed.outputs["us-east-1"]["VpcId"].clone();
+    let home = i.topology.home();
+    let twin_of = node_id(&i, home, "route-table-public");
+    let vpc = deployed.outputs[home]["VpcId"].clone();
     let twin = aws
-        .ec2("us-east-1")
+        .ec2(home)
         .create_route_table()
         .vpc_id(&vpc)
         .tag_specifications(tap::resources::ec2::tag_spec_for(
             &i,
-            twin_of,
+            &twin_of,
             aws_sdk_ec2::types::ResourceType::RouteTable,
         ))
         .send()

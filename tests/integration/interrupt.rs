@@ -2,7 +2,7 @@
 //! binary runs against the timing emulator (RDS and NAT take seconds there); the next run
 //! resumes with no duplicate.
 
-use crate::common::{self, run, timing_endpoint};
+use crate::common::{self, db_kind, first_secondary, node_id, run, timing_endpoint};
 use crate::faults::tagged_objects;
 use crate::verify;
 use std::process::{Child, Command, Stdio};
@@ -59,7 +59,7 @@ async fn resume_and_check(env: &str) {
     assert_eq!(r.nodes.len(), app::graph().len());
     let found = tagged_objects(&aws, &i).await;
     assert!(found.values().all(|c| *c == 1), "duplicates after resume: {found:?}");
-    assert_eq!(verify::owned_keys(&aws, &i, crate::common::Side::Primary).await, 1);
+    assert_eq!(verify::owned_keys(&aws, &i, i.topology.home()).await, 1);
     let second = run(Cmd::Deploy, &o).await;
     assert_eq!(common::mutating(&second), Vec::<String>::new());
     run(Cmd::Destroy, &o).await;
@@ -70,8 +70,11 @@ async fn resume_and_check(env: &str) {
 async fn sigint_during_the_database_wait_exits_130_and_the_next_deploy_resumes() {
     let env = common::unique_env("int");
     let state = common::state_path(&env);
+    let i = verify::inputs(&env);
+    let writer = i.topology.writer();
+    let db = node_id(&i, writer, db_kind(&i, writer));
     let mut child = spawn_deploy(&env, &state);
-    wait_for_state(&state, "rds-primary creating", |s| creating(s, "primary/rds-primary"));
+    wait_for_state(&state, &format!("{db} creating"), |s| creating(s, &db));
     let pid = child.id().to_string();
     let t0 = Instant::now();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
@@ -92,17 +95,10 @@ async fn sigint_during_the_database_wait_exits_130_and_the_next_deploy_resumes()
     );
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stdout.contains("Interrupted"), "{stdout}");
-    assert!(
-        stderr.contains("primary/rds-primary") && stderr.contains("interrupted"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&db) && stderr.contains("interrupted"), "{stderr}");
     // The state is whole, and the interrupted database is still recorded as being created.
     let s = State::load(&state).expect("valid state after SIGINT");
-    assert!(
-        creating(&s, "primary/rds-primary"),
-        "{:?}",
-        s.nodes.get("primary/rds-primary")
-    );
+    assert!(creating(&s, &db), "{:?}", s.nodes.get(&db));
     resume_and_check(&env).await;
 }
 
@@ -110,12 +106,16 @@ async fn sigint_during_the_database_wait_exits_130_and_the_next_deploy_resumes()
 async fn kill_9_at_several_points_then_deploy_leaves_no_duplicate() {
     let env = common::unique_env("kill");
     let state = common::state_path(&env);
+    let i = verify::inputs(&env);
+    let sec = first_secondary(&i);
+    let nat = node_id(&i, i.topology.home(), "nat-gateway");
+    let replica = node_id(&i, sec, db_kind(&i, sec));
     // Early (VPCs, keys being created), during the NAT gateway wait, during the replica's.
-    type Point = (&'static str, fn(&State) -> bool);
+    type Point<'a> = (&'static str, Box<dyn Fn(&State) -> bool + 'a>);
     let points: [Point; 3] = [
-        ("five transitions", |s| s.serial >= 5),
-        ("NAT gateway creating", |s| creating(s, "primary/nat-gateway")),
-        ("replica creating", |s| creating(s, "secondary/rds-replica")),
+        ("five transitions", Box::new(|s: &State| s.serial >= 5)),
+        ("NAT gateway creating", Box::new(|s: &State| creating(s, &nat))),
+        ("replica creating", Box::new(|s: &State| creating(s, &replica))),
     ];
     for (what, cond) in points {
         let mut child = spawn_deploy(&env, &state);

@@ -105,7 +105,12 @@ fn diagnostics_go_to_stderr_span_by_span() {
     assert_eq!(quiet.stdout, traced.stdout, "diagnostics change nothing on stdout");
     assert!(!stderr(&quiet).contains("DEBUG"), "{}", stderr(&quiet));
     let t = stderr(&traced);
-    assert!(t.contains("run:node:") && t.contains("id=primary/vpc"), "spans: {t}");
+    let i = crate::verify::inputs(&env);
+    let vpc = common::node_id(&i, i.topology.home(), "vpc");
+    assert!(
+        t.contains("run:node:") && t.contains(&format!("id={vpc}")),
+        "spans: {t}"
+    );
     let vv = stderr(&plan(&["-vv"], None));
     let line = vv
         .lines()
@@ -152,14 +157,19 @@ fn the_graph_lists_every_node_and_edge() {
     let edges = graph.nodes().map(|n| n.deps.len()).sum::<usize>();
     assert_eq!(dot.matches(" -> \"").count(), edges);
     assert!(dot.contains("cluster_us-east-1") && dot.contains("cluster_eu-west-1"));
+    // Node ids do not depend on the env: the default regions' inputs name them.
+    let i = crate::verify::inputs("graph");
+    let (writer, sec) = (i.topology.writer(), common::first_secondary(&i));
+    let primary = common::node_id(&i, writer, common::db_kind(&i, writer));
+    let replica = common::node_id(&i, sec, common::db_kind(&i, sec));
     assert!(
-        dot.contains("\"primary/rds-primary\" -> \"secondary/rds-replica\" [color"),
+        dot.contains(&format!("\"{primary}\" -> \"{replica}\" [color")),
         "critical edge marked"
     );
     let mermaid = tap(&["graph", "--format", "mermaid"]);
     let m = String::from_utf8_lossy(&mermaid.stdout);
     assert!(
-        m.starts_with("flowchart LR") && m.contains("class primary_rds_primary critical"),
+        m.starts_with("flowchart LR") && m.contains(&format!("class {} critical", primary.replace(['/', '-'], "_"))),
         "{m}"
     );
 }
@@ -217,11 +227,13 @@ fn a_timeline_of_a_deploy_shows_every_node_and_the_critical_path() {
         .filter(|b| b.attribute("class").unwrap().split(' ').any(|c| c == "critical"))
         .map(title)
         .collect();
-    for id in ["primary/rds-primary", "secondary/rds-replica"] {
-        assert!(
-            critical.iter().any(|c| c == id),
-            "{id} on the critical path: {critical:?}"
-        );
+    let i = crate::verify::inputs(&env);
+    let (writer, sec) = (i.topology.writer(), common::first_secondary(&i));
+    for id in [
+        common::node_id(&i, writer, common::db_kind(&i, writer)),
+        common::node_id(&i, sec, common::db_kind(&i, sec)),
+    ] {
+        assert!(critical.contains(&id), "{id} on the critical path: {critical:?}");
     }
     assert!(
         doc.descendants().any(|n| n.attribute("class") == Some("wait")),

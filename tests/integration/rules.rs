@@ -1,7 +1,7 @@
 //! The emulator's AWS rules (`localstack/rules.py`): each refuses what AWS refuses and moto
 //! accepts, and tap lives within them.
 
-use crate::common::{self, emulator_post, raw};
+use crate::common::{self, emulator_post, first_secondary, node_id, raw};
 use crate::verify;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tap::app::{self, Command, Outcome};
@@ -90,10 +90,11 @@ async fn a_bucket_name_of_another_account_fails_clearly() {
     let env = common::unique_env("fgn");
     let o = common::options(&env);
     let i = verify::inputs(&env);
+    let (home, sec) = (i.topology.home(), first_secondary(&i));
     let bucket = format!("tap-bucket-euwest1-{env}-{}", verify::ACCOUNT);
     emulator_post(&format!("/_rules/foreign-bucket?name={bucket}"));
     let r = app::execute(Command::Deploy, &o).await.unwrap();
-    let line = r.nodes.iter().find(|n| n.id == "secondary/s3-bucket").unwrap();
+    let line = r.nodes.iter().find(|n| n.id == node_id(&i, sec, "s3-bucket")).unwrap();
     match &line.outcome {
         Outcome::Failed { error, .. } => {
             assert!(
@@ -104,9 +105,9 @@ async fn a_bucket_name_of_another_account_fails_clearly() {
         other => panic!("{other:?}"),
     }
     for dependent in [
-        "primary/s3-replication",
-        "secondary/s3-bucket-policy",
-        "secondary/s3-notification",
+        node_id(&i, home, "s3-replication"),
+        node_id(&i, sec, "s3-bucket-policy"),
+        node_id(&i, sec, "s3-notification"),
     ] {
         let n = r.nodes.iter().find(|n| n.id == dependent).unwrap();
         assert!(
@@ -119,7 +120,7 @@ async fn a_bucket_name_of_another_account_fails_clearly() {
     let d = app::execute(Command::Destroy, &o).await.unwrap();
     assert!(d.failures().is_empty(), "{:#?}", d.failures());
     assert!(matches!(
-        d.action("secondary/s3-bucket"),
+        d.action(&node_id(&i, sec, "s3-bucket")),
         Some(tap::engine::reconcile::Action::Skip { reason }) if reason.contains(&bucket)
     ));
     let aws = raw().await;
@@ -140,7 +141,11 @@ async fn a_forbidden_read_names_the_operation_and_the_object() {
     let r = app::execute(Command::Plan, &o).await.unwrap();
     emulator_post(&format!("/_rules/deny-bucket?name={bucket}&allow=1"));
     s3.delete_bucket().bucket(&bucket).send().await.unwrap();
-    let line = r.nodes.iter().find(|n| n.id == "primary/s3-bucket").unwrap();
+    let line = r
+        .nodes
+        .iter()
+        .find(|n| n.id == node_id(&o.inputs, o.inputs.topology.home(), "s3-bucket"))
+        .unwrap();
     match &line.outcome {
         Outcome::Failed { error, code, .. } => {
             assert_eq!(code, "AccessDenied");

@@ -1,9 +1,9 @@
 //! End to end on the whole stack: deploy, check every SPEC row in both regions, redeploy
 //! without a mutating call, destroy, nothing left.
 
-use crate::common::{self, mutating, raw, run};
-use crate::common::{InputsExt, Side};
+use crate::common::{self, first_secondary, mutating, node_id, r, raw, run};
 use crate::{verify, verify_edge, verify_stack};
+use std::collections::BTreeMap;
 use tap::app::Command;
 use tap::aws::Aws;
 use tap::config::Inputs;
@@ -31,11 +31,12 @@ async fn deploy_check_redeploy_destroy() {
 
     check_everything(&aws, &i).await;
     // No secret value anywhere: state file, outputs, the plan of a second run.
+    let (writer, replica) = (i.topology.writer(), first_secondary(&i));
     let password = verify_stack::secret(
         &aws,
         &i,
-        &verify::kms_key(&aws, &i, Side::Primary).await,
-        &verify::kms_key(&aws, &i, Side::Secondary).await,
+        (writer, &verify::kms_key(&aws, &i, writer).await),
+        (replica, &verify::kms_key(&aws, &i, replica).await),
     )
     .await;
     let state_text = std::fs::read_to_string(&o.state_path).unwrap();
@@ -94,9 +95,9 @@ async fn deploy_check_redeploy_destroy() {
     // Several versions and a delete marker in each bucket. moto applies the bucket policy's
     // aws:SecureTransport deny to every object call over plain http, so the test lifts the
     // policy while it writes (on AWS over TLS the policy allows these calls).
-    for side in Side::BOTH {
-        let s3 = aws.s3(i.region(side));
-        let bucket = format!("tap-bucket-{}-{env}-{}", i.r(side), verify::ACCOUNT);
+    for region in i.topology.regions() {
+        let s3 = aws.s3(region);
+        let bucket = format!("tap-bucket-{}-{env}-{}", r(region), verify::ACCOUNT);
         s3.delete_bucket_policy().bucket(&bucket).send().await.unwrap();
         for v in 0..3 {
             for key in ["a.txt", "dir/b.txt"] {
@@ -166,20 +167,15 @@ async fn lost_state_file_yields_no_duplicate() {
     let second = run(Command::Deploy, &o).await;
     assert_eq!(second.counts()["create"], 0, "{:#?}", second.nodes);
     assert!(matches!(
-        second.action("primary/db-secret"),
+        second.action(&node_id(&i, i.topology.writer(), "db-secret")),
         Some(Action::Update { .. })
     ));
     let d = secrets.describe_secret().secret_id(&secret).send().await.unwrap();
     assert!(d.deleted_date.is_none(), "the secret was restored");
     let replicas: Vec<_> = d.replication_status().iter().filter_map(|r| r.region()).collect();
     assert_eq!(replicas, ["eu-west-1"], "its replica added back");
-    for side in Side::BOTH {
-        assert_eq!(
-            verify::owned_keys(&aws, &i, side).await,
-            1,
-            "one key in {}",
-            i.region(side)
-        );
+    for region in i.topology.regions() {
+        assert_eq!(verify::owned_keys(&aws, &i, region).await, 1, "one key in {region}");
     }
     let after = tap::engine::state::State::load(&o.state_path).unwrap();
     for (id, n) in &before.nodes {
@@ -194,20 +190,26 @@ async fn lost_state_file_yields_no_duplicate() {
     verify_edge::nothing_left(&aws, &i).await;
 }
 
-/// Every row of SPEC's resource table, both regions.
+/// Every row of SPEC's resource table, every region.
 pub async fn check_everything(aws: &Aws, i: &Inputs) {
-    let pk = verify::kms_key(aws, i, Side::Primary).await;
-    let sk = verify::kms_key(aws, i, Side::Secondary).await;
-    verify::bucket(aws, i, Side::Primary, &pk).await;
-    verify::bucket(aws, i, Side::Secondary, &sk).await;
-    verify::replication(aws, i, &pk, &sk).await;
-    for (side, key) in [(Side::Primary, &pk), (Side::Secondary, &sk)] {
-        verify_stack::network(aws, i, side).await;
-        verify_stack::database(aws, i, side, key).await;
-        let topic = verify_edge::monitoring(aws, i, side, key).await;
-        verify_stack::roles(aws, i, side, key, &topic).await;
-        verify_edge::compute(aws, i, side, key).await;
+    let mut keys = BTreeMap::new();
+    for region in i.topology.regions() {
+        let key = verify::kms_key(aws, i, region).await;
+        verify::bucket(aws, i, region, &key).await;
+        keys.insert(region, key);
+    }
+    // Pairwise, for now: the home region and the first secondary.
+    let (home, other) = (i.topology.home(), first_secondary(i));
+    verify::replication(aws, i, (home, &keys[home]), (other, &keys[other])).await;
+    for region in i.topology.regions() {
+        let key = &keys[region];
+        verify_stack::network(aws, i, region).await;
+        verify_stack::database(aws, i, region, key).await;
+        let topic = verify_edge::monitoring(aws, i, region, key).await;
+        verify_stack::roles(aws, i, region, key, &topic).await;
+        verify_edge::compute(aws, i, region, key).await;
     }
     verify_edge::cdn(aws, i).await;
-    verify_stack::secret(aws, i, &pk, &sk).await;
+    let writer = i.topology.writer();
+    verify_stack::secret(aws, i, (writer, &keys[writer]), (other, &keys[other])).await;
 }

@@ -2,7 +2,6 @@
 
 use crate::cli::stderr;
 use crate::common;
-use crate::common::InputsExt;
 use crate::operator::assert_no_debug_dump;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -208,10 +207,12 @@ impl Team {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let i = crate::verify::inputs(&self.env);
+        let db = common::db_kind(&i, i.topology.writer());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(s) = object(&self.aws, &self.bucket, &self.key).await
-                && s.contains("rds-primary")
+                && s.contains(db)
             {
                 return (child, s);
             }
@@ -258,9 +259,9 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
     let resumed = tap_at(ep, env, url, &["deploy"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
     let i = crate::verify::inputs(env);
-    for side in crate::common::Side::BOTH {
+    for region in i.topology.regions() {
         let vpcs = aws
-            .ec2(i.region(side))
+            .ec2(region)
             .describe_vpcs()
             .filters(
                 aws_sdk_ec2::types::Filter::builder()
@@ -271,7 +272,7 @@ async fn a_killed_run_leaves_its_lock_until_force_unlock_then_resumes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(vpcs.vpcs().len(), 1, "one VPC in {}", i.region(side));
+        assert_eq!(vpcs.vpcs().len(), 1, "one VPC in {region}");
     }
     let out = tap_at(ep, env, url, &["destroy", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -1,7 +1,7 @@
 //! The whole stack on the emulator's timing mode: RDS, NAT and CloudFront take seconds, as on
 //! AWS (minutes there). Waits, their order and their progress output are tested for real.
 
-use crate::common::{self, mutating, run, timing_config, timing_endpoint, timing_events};
+use crate::common::{self, db_kind, mutating, node_id, run, timing_config, timing_endpoint, timing_events};
 use crate::stack::check_everything;
 use crate::verify_edge;
 use std::process::Command as Process;
@@ -43,7 +43,12 @@ async fn full_stack_waits_like_aws() {
 
     let report = run(Command::Deploy, &o).await;
     let state = State::load(&o.state_path).unwrap();
-    let nat = |side: &str| state.nodes[&format!("{side}/nat-gateway")].physical_id.clone().unwrap();
+    let nat = |region: &str| {
+        state.nodes[&node_id(&i, region, "nat-gateway")]
+            .physical_id
+            .clone()
+            .unwrap()
+    };
     let ev = timing_events();
     // The replica only after the primary is available (it was `creating` for rds_create s).
     let primary_created = at(&ev, "CreateDBInstance", &format!("tap-db-useast1-{env}"));
@@ -53,8 +58,8 @@ async fn full_stack_waits_like_aws() {
         "replica {replica_created} vs primary {primary_created}"
     );
     // Private routes only after the NAT gateway is available.
-    for side in ["primary", "secondary"] {
-        let n = nat(side);
+    for region in i.topology.regions() {
+        let n = nat(region);
         let created = at(&ev, "CreateNatGateway", &n);
         let routed = ev
             .iter()
@@ -63,11 +68,16 @@ async fn full_stack_waits_like_aws() {
             .fold(f64::INFINITY, f64::min);
         assert!(
             routed - created >= secs("nat_create") - slack,
-            "{side} route to NAT at {routed}, NAT created {created}"
+            "{region} route to NAT at {routed}, NAT created {created}"
         );
     }
     // CloudFront edge propagation is not waited for: the node finished while it was InProgress.
-    let cf = report.nodes.iter().find(|n| n.id == "primary/cloudfront").unwrap();
+    let home = i.topology.home();
+    let cf = report
+        .nodes
+        .iter()
+        .find(|n| n.id == node_id(&i, home, "cloudfront"))
+        .unwrap();
     assert!(cf.seconds < secs("cf_deploy"), "cloudfront node took {}s", cf.seconds);
 
     check_everything(&aws, &i).await;
@@ -86,16 +96,22 @@ async fn full_stack_waits_like_aws() {
         primary_deleted - replica_deleted >= secs("rds_delete") - slack,
         "primary deleted only after the replica is gone"
     );
-    let dist = state.nodes["primary/cloudfront"].physical_id.clone().unwrap();
+    let dist = state.nodes[&node_id(&i, home, "cloudfront")]
+        .physical_id
+        .clone()
+        .unwrap();
     let disabled = at(&ev, "UpdateDistribution", &dist);
     let deleted = at(&ev, "DeleteDistribution", &dist);
     assert!(
         deleted - disabled >= secs("cf_deploy") - slack,
         "distribution deleted only once Deployed after disabling"
     );
-    for side in ["primary", "secondary"] {
-        let n = nat(side);
-        let eip = state.nodes[&format!("{side}/nat-eip")].physical_id.clone().unwrap();
+    for region in i.topology.regions() {
+        let n = nat(region);
+        let eip = state.nodes[&node_id(&i, region, "nat-eip")]
+            .physical_id
+            .clone()
+            .unwrap();
         assert!(
             at(&ev, "ReleaseAddress", &eip) - at(&ev, "DeleteNatGateway", &n) >= secs("nat_delete") - slack,
             "EIP released after the NAT is deleted"
@@ -130,11 +146,12 @@ fn progress_lines_while_waiting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("waiting for creation: creating"), "{err}");
+    let i = crate::verify::inputs(&env);
+    let writer = i.topology.writer();
+    let db = format!("{} (", node_id(&i, writer, db_kind(&i, writer)));
     assert!(
-        err.lines().any(
-            |l| l.contains(&format!("/{} done; in flight: ", tap::app::graph().len()))
-                && l.contains("primary/rds-primary (")
-        ),
+        err.lines()
+            .any(|l| l.contains(&format!("/{} done; in flight: ", tap::app::graph().len())) && l.contains(&db)),
         "{err}"
     );
     let status = tap(&["status"]);

@@ -1,6 +1,6 @@
 //! SPEC checks by raw describe/get calls, both regions. Independent of tap's own read code.
 
-use crate::common::{InputsExt, Side};
+use crate::common::{node_id, r};
 use aws_sdk_kms::types::KeyState;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -21,10 +21,6 @@ pub fn inputs(env: &str) -> Inputs {
     .unwrap();
     i.account = ACCOUNT.into();
     i
-}
-
-fn r(i: &Inputs, side: Side) -> String {
-    i.r(side)
 }
 
 pub fn assert_tags(what: &str, tags: &BTreeMap<String, String>, env: &str, id: &str) {
@@ -57,11 +53,10 @@ fn list(v: &Value) -> Vec<String> {
     }
 }
 
-/// The key of `side`, by its alias: checks description, rotation, policy, tags. Returns its ARN.
-pub async fn kms_key(aws: &Aws, i: &Inputs, side: Side) -> String {
-    let region = i.region(side);
+/// The key of `region`, by its alias: checks description, rotation, policy, tags. Returns its ARN.
+pub async fn kms_key(aws: &Aws, i: &Inputs, region: &str) -> String {
     let kms = aws.kms(region);
-    let alias = format!("alias/tap-{}-{}", r(i, side), i.env);
+    let alias = format!("alias/tap-{}-{}", r(region), i.env);
     let md = kms
         .describe_key()
         .key_id(&alias)
@@ -155,16 +150,15 @@ pub async fn kms_key(aws: &Aws, i: &Inputs, side: Side) -> String {
         .tags
         .unwrap_or_default();
     let tags = tags.into_iter().map(|t| (t.tag_key, t.tag_value)).collect();
-    assert_tags("kms key", &tags, &i.env, &format!("{}/kms-key", side.as_str()));
+    assert_tags("kms key", &tags, &i.env, &node_id(i, region, "kms-key"));
     md.arn.unwrap()
 }
 
-/// The data bucket of `side`: versioning, SSE-KMS with `key_arn` and bucket key, public access
+/// The data bucket of `region`: versioning, SSE-KMS with `key_arn` and bucket key, public access
 /// block, ownership, tags, and the TLS-deny policy.
-pub async fn bucket(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) {
-    let region = i.region(side);
+pub async fn bucket(aws: &Aws, i: &Inputs, region: &str, key_arn: &str) {
     let s3 = aws.s3(region);
-    let name = format!("tap-bucket-{}-{}-{ACCOUNT}", r(i, side), i.env);
+    let name = format!("tap-bucket-{}-{}-{ACCOUNT}", r(region), i.env);
     let loc = s3.get_bucket_location().bucket(&name).send().await.unwrap();
     let loc = loc
         .location_constraint
@@ -219,7 +213,7 @@ pub async fn bucket(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) {
     assert_eq!(own.rules[0].object_ownership.as_str(), "BucketOwnerEnforced");
     let tags = s3.get_bucket_tagging().bucket(&name).send().await.unwrap().tag_set;
     let tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
-    assert_tags(&name, &tags, &i.env, &format!("{}/s3-bucket", side.as_str()));
+    assert_tags(&name, &tags, &i.env, &node_id(i, region, "s3-bucket"));
     let pol: Value = serde_json::from_str(
         &s3.get_bucket_policy()
             .bucket(&name)
@@ -241,9 +235,16 @@ pub async fn bucket(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) {
     assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], json!("false"));
 }
 
-/// The replication role and configuration (defects 1 and 3 of the reference).
-pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key: &str) {
-    let iam = aws.iam("us-east-1");
+/// The replication role and configuration from `source` to `destination` (defects 1 and 3 of
+/// the reference). The role lives in the home region.
+pub async fn replication(
+    aws: &Aws,
+    i: &Inputs,
+    (source, source_key): (&str, &str),
+    (destination, destination_key): (&str, &str),
+) {
+    let home = i.topology.home();
+    let iam = aws.iam(home);
     let role_name = format!("tap-s3-replication-{}", i.env);
     let role = iam.get_role().role_name(&role_name).send().await.unwrap().role.unwrap();
     let trust = tap::resources::policy::parse(role.assume_role_policy_document.as_deref().unwrap());
@@ -253,7 +254,7 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
     );
     let tags = iam.list_role_tags().role_name(&role_name).send().await.unwrap().tags;
     let tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
-    assert_tags(&role_name, &tags, &i.env, "primary/iam-replication-role");
+    assert_tags(&role_name, &tags, &i.env, &node_id(i, home, "iam-replication-role"));
     let doc = iam
         .get_role_policy()
         .role_name(&role_name)
@@ -262,8 +263,8 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
         .await
         .unwrap();
     let doc = tap::resources::policy::parse(&doc.policy_document);
-    let src = format!("arn:aws:s3:::tap-bucket-useast1-{}-{ACCOUNT}", i.env);
-    let dst = format!("arn:aws:s3:::tap-bucket-euwest1-{}-{ACCOUNT}", i.env);
+    let src = format!("arn:aws:s3:::tap-bucket-{}-{}-{ACCOUNT}", r(source), i.env);
+    let dst = format!("arn:aws:s3:::tap-bucket-{}-{}-{ACCOUNT}", r(destination), i.env);
     let grants = |resource: &str| -> Vec<String> {
         let mut v: Vec<String> = statements(&doc)
             .iter()
@@ -286,17 +287,17 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
         grants(&format!("{dst}/*")),
         ["s3:ReplicateDelete", "s3:ReplicateObject", "s3:ReplicateTags"]
     );
-    assert_eq!(grants(primary_key), ["kms:Decrypt"]);
+    assert_eq!(grants(source_key), ["kms:Decrypt"]);
     assert_eq!(
-        grants(secondary_key),
+        grants(destination_key),
         ["kms:Encrypt", "kms:GenerateDataKey"],
         "defect 3: kms:Encrypt on the destination key"
     );
 
     let conf = aws
-        .s3("us-east-1")
+        .s3(source)
         .get_bucket_replication()
-        .bucket(format!("tap-bucket-useast1-{}-{ACCOUNT}", i.env))
+        .bucket(format!("tap-bucket-{}-{}-{ACCOUNT}", r(source), i.env))
         .send()
         .await
         .unwrap();
@@ -332,7 +333,7 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
         dest.encryption_configuration
             .as_ref()
             .and_then(|e| e.replica_kms_key_id.as_deref()),
-        Some(secondary_key),
+        Some(destination_key),
         "defect 3: replica key"
     );
     // moto never returns SourceSelectionCriteria, so SSE-KMS selection is unobservable here; on
@@ -348,21 +349,20 @@ pub async fn replication(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key
 
 /// Nothing of `env` remains in the slice: buckets, aliases and role gone, keys pending deletion.
 pub async fn slice_gone(aws: &Aws, i: &Inputs) {
-    for side in Side::BOTH {
-        let region = i.region(side);
-        let name = format!("tap-bucket-{}-{}-{ACCOUNT}", r(i, side), i.env);
+    for region in i.topology.regions() {
+        let name = format!("tap-bucket-{}-{}-{ACCOUNT}", r(region), i.env);
         assert!(
             aws.s3(region).head_bucket().bucket(&name).send().await.is_err(),
             "{name} deleted"
         );
         let kms = aws.kms(region);
         let aliases = kms.list_aliases().send().await.unwrap().aliases.unwrap_or_default();
-        let alias = format!("alias/tap-{}-{}", r(i, side), i.env);
+        let alias = format!("alias/tap-{}-{}", r(region), i.env);
         assert!(
             !aliases.iter().any(|a| a.alias_name.as_deref() == Some(alias.as_str())),
             "{alias} deleted"
         );
-        for (id, state) in env_keys(aws, i, side).await {
+        for (id, state) in env_keys(aws, i, region).await {
             assert_eq!(
                 state,
                 Some(KeyState::PendingDeletion),
@@ -373,14 +373,19 @@ pub async fn slice_gone(aws: &Aws, i: &Inputs) {
     }
     let role = format!("tap-s3-replication-{}", i.env);
     assert!(
-        aws.iam("us-east-1").get_role().role_name(&role).send().await.is_err(),
+        aws.iam(i.topology.home())
+            .get_role()
+            .role_name(&role)
+            .send()
+            .await
+            .is_err(),
         "{role} deleted"
     );
 }
 
-/// The keys of `side` that carry this env's `tap:stack` tag, with their states.
-pub async fn env_keys(aws: &Aws, i: &Inputs, side: Side) -> Vec<(String, Option<KeyState>)> {
-    let kms = aws.kms(i.region(side));
+/// The keys of `region` that carry this env's `tap:stack` tag, with their states.
+pub async fn env_keys(aws: &Aws, i: &Inputs, region: &str) -> Vec<(String, Option<KeyState>)> {
+    let kms = aws.kms(region);
     let mut out = Vec::new();
     for k in kms.list_keys().send().await.unwrap().keys.unwrap_or_default() {
         let id = k.key_id.unwrap();
@@ -408,8 +413,8 @@ pub async fn env_keys(aws: &Aws, i: &Inputs, side: Side) -> Vec<(String, Option<
 }
 
 /// How many live keys (not pending deletion) carry this env's ownership tags, per region.
-pub async fn owned_keys(aws: &Aws, i: &Inputs, side: Side) -> usize {
-    env_keys(aws, i, side)
+pub async fn owned_keys(aws: &Aws, i: &Inputs, region: &str) -> usize {
+    env_keys(aws, i, region)
         .await
         .iter()
         .filter(|(_, s)| *s == Some(KeyState::Enabled))

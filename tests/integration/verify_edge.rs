@@ -1,20 +1,15 @@
 //! SPEC checks for compute, monitoring and CloudFront rows, and "nothing of the env remains".
 
-use crate::common::{InputsExt, Side};
+use crate::common::{first_secondary, node_id, r};
 use crate::verify::{ACCOUNT, assert_tags, statements};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tap::aws::Aws;
 use tap::config::Inputs;
 
-fn id_of(side: Side, kind: &str) -> String {
-    format!("{}/{kind}", side.as_str())
-}
-
-/// Launch template and Auto Scaling group of `side`.
-pub async fn compute(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) {
-    let region = i.region(side);
-    let r = i.r(side);
+/// Launch template and Auto Scaling group of `region`.
+pub async fn compute(aws: &Aws, i: &Inputs, region: &str, key_arn: &str) {
+    let r = r(region);
     let ec2 = aws.ec2(region);
     let ami = aws
         .ssm(region)
@@ -100,17 +95,16 @@ pub async fn compute(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) {
         .iter()
         .map(|t| (t.key.clone().unwrap(), t.value.clone().unwrap()))
         .collect();
-    assert_tags(&asg_name, &tags, &i.env, &id_of(side, "asg"));
+    assert_tags(&asg_name, &tags, &i.env, &node_id(i, region, "asg"));
     assert!(
         g.tags().iter().all(|t| t.propagate_at_launch == Some(true)),
         "tags propagated at launch"
     );
 }
 
-/// Topic, log group, function and S3 events of `side`. Returns the topic ARN.
-pub async fn monitoring(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> String {
-    let region = i.region(side);
-    let r = i.r(side);
+/// Topic, log group, function and S3 events of `region`. Returns the topic ARN.
+pub async fn monitoring(aws: &Aws, i: &Inputs, region: &str, key_arn: &str) -> String {
+    let r = r(region);
     let topic = format!("arn:aws:sns:{region}:123456789012:tap-replication-alerts-{r}-{}", i.env);
     let attrs = aws
         .sns(region)
@@ -170,7 +164,7 @@ pub async fn monitoring(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> Str
         Some(tap::resources::lambda_function::code_sha256(&tap::resources::lambda_function::code_zip()).as_str())
     );
     let tags = f.tags.unwrap_or_default().into_iter().collect();
-    assert_tags(&fname, &tags, &i.env, &id_of(side, "lambda-function"));
+    assert_tags(&fname, &tags, &i.env, &node_id(i, region, "lambda-function"));
 
     let bucket = format!("tap-bucket-{r}-{}-{ACCOUNT}", i.env);
     let n = aws
@@ -211,10 +205,11 @@ pub async fn monitoring(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> Str
     topic
 }
 
-/// CloudFront: log bucket, OAC, distribution, and the grant in both bucket policies. Returns
-/// whether the endpoint took the origin group as default target.
+/// CloudFront (home region): log bucket, OAC, distribution, and the grant in every bucket
+/// policy. Its origins: the home region's bucket, then the first secondary's (the failover).
 pub async fn cdn(aws: &Aws, i: &Inputs) {
-    let s3 = aws.s3("us-east-1");
+    let home = i.topology.home();
+    let s3 = aws.s3(home);
     let logs = format!("tap-cf-logs-{}-{ACCOUNT}", i.env);
     let enc = s3
         .get_bucket_encryption()
@@ -254,7 +249,7 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
         .unwrap();
     assert_eq!(pab.block_public_acls, Some(true));
 
-    let cf = aws.cloudfront("us-east-1");
+    let cf = aws.cloudfront(home);
     let oacs = cf
         .list_origin_access_controls()
         .send()
@@ -293,13 +288,8 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
     assert!(c.enabled);
     let origins = c.origins.as_ref().unwrap().items();
     let domains: Vec<&str> = origins.iter().map(|o| o.domain_name.as_str()).collect();
-    assert_eq!(
-        domains,
-        [
-            format!("tap-bucket-useast1-{}-{ACCOUNT}.s3.us-east-1.amazonaws.com", i.env),
-            format!("tap-bucket-euwest1-{}-{ACCOUNT}.s3.eu-west-1.amazonaws.com", i.env)
-        ]
-    );
+    let origin = |region: &str| format!("tap-bucket-{}-{}-{ACCOUNT}.s3.{region}.amazonaws.com", r(region), i.env);
+    assert_eq!(domains, [origin(home), origin(first_secondary(i))]);
     for o in origins {
         // moto omits S3OriginConfig on the way back; AWS returns it with an empty identity.
         let oai = o
@@ -377,12 +367,12 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
         .iter()
         .map(|t| (t.key.clone(), t.value.clone().unwrap_or_default()))
         .collect();
-    assert_tags("distribution", &tags, &i.env, "primary/cloudfront");
+    assert_tags("distribution", &tags, &i.env, &node_id(i, home, "cloudfront"));
 
-    for side in Side::BOTH {
-        let bucket = format!("tap-bucket-{}-{}-{ACCOUNT}", i.r(side), i.env);
+    for region in i.topology.regions() {
+        let bucket = format!("tap-bucket-{}-{}-{ACCOUNT}", r(region), i.env);
         let p: Value = serde_json::from_str(
-            &aws.s3(i.region(side))
+            &aws.s3(region)
                 .get_bucket_policy()
                 .bucket(&bucket)
                 .send()
@@ -402,23 +392,21 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
     }
 }
 
-/// Every kind, both regions and IAM: nothing carrying this env remains (keys pending deletion
+/// Every kind, every region and IAM: nothing carrying this env remains (keys pending deletion
 /// count as gone).
 pub async fn nothing_left(aws: &Aws, i: &Inputs) {
     crate::verify::slice_gone(aws, i).await;
-    // The secret, in both regions (deleted without a recovery window).
-    for side in Side::BOTH {
-        let list = aws.secrets(i.region(side)).list_secrets().send().await.unwrap();
+    // The secret, in every region (deleted without a recovery window).
+    for region in i.topology.regions() {
+        let list = aws.secrets(region).list_secrets().send().await.unwrap();
         let name = format!("tap-db-{}", i.env);
         assert!(
             !list.secret_list().iter().any(|s| s.name() == Some(name.as_str())),
-            "secret {name} in {}",
-            i.region(side)
+            "secret {name} in {region}"
         );
     }
-    for side in Side::BOTH {
-        let region = i.region(side);
-        let r = i.r(side);
+    for region in i.topology.regions() {
+        let r = r(region);
         let ec2 = aws.ec2(region);
         let stack = aws_sdk_ec2::types::Filter::builder()
             .name("tag:tap:stack")
@@ -499,7 +487,11 @@ pub async fn nothing_left(aws: &Aws, i: &Inputs) {
             "NAT gateways deleted"
         );
         let rds = aws.rds(region);
-        for id in [format!("tap-db-useast1-{}", i.env), format!("tap-db-euwest1-{}", i.env)] {
+        for id in i
+            .topology
+            .regions()
+            .map(|db| format!("tap-db-{}-{}", crate::common::r(db), i.env))
+        {
             assert!(
                 rds.describe_db_instances()
                     .db_instance_identifier(&id)
@@ -568,7 +560,8 @@ pub async fn nothing_left(aws: &Aws, i: &Inputs) {
             "instance profile"
         );
     }
-    let s3 = aws.s3("us-east-1");
+    let home = i.topology.home();
+    let s3 = aws.s3(home);
     assert!(
         s3.head_bucket()
             .bucket(format!("tap-cf-logs-{}-{ACCOUNT}", i.env))
@@ -577,7 +570,7 @@ pub async fn nothing_left(aws: &Aws, i: &Inputs) {
             .is_err(),
         "log bucket"
     );
-    let cf = aws.cloudfront("us-east-1");
+    let cf = aws.cloudfront(home);
     let oacs = cf
         .list_origin_access_controls()
         .send()

@@ -1,6 +1,6 @@
 //! SPEC checks for the rows beyond the first slice, by raw describe/get calls, both regions.
 
-use crate::common::{InputsExt, Side};
+use crate::common::{db_kind, node_id, r};
 use crate::verify::{assert_tags, statements};
 use aws_sdk_ec2::types::Filter;
 use serde_json::{Value, json};
@@ -18,18 +18,15 @@ fn ec2_tags(t: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn id_of(side: Side, kind: &str) -> String {
-    format!("{}/{kind}", side.as_str())
-}
-
-/// The network of `side`: VPC, six subnets, gateways, routes, security groups. Returns the VPC id.
-pub async fn network(aws: &Aws, i: &Inputs, side: Side) -> String {
-    let region = i.region(side);
+/// The network of `region`: VPC, six subnets, gateways, routes, security groups. Returns the VPC
+/// id.
+pub async fn network(aws: &Aws, i: &Inputs, region: &str) -> String {
     let ec2 = aws.ec2(region);
-    let x = if side == Side::Primary { 0 } else { 1 };
+    // The second octet of the VPC's CIDR: the region's index (home 0, secondaries 1, 2, ...).
+    let x = i.topology.index(region).unwrap();
     let vpcs = ec2
         .describe_vpcs()
-        .filters(f("tag:tap:id", &id_of(side, "vpc")))
+        .filters(f("tag:tap:id", &node_id(i, region, "vpc")))
         .filters(f("tag:tap:stack", &i.env))
         .send()
         .await
@@ -44,8 +41,8 @@ pub async fn network(aws: &Aws, i: &Inputs, side: Side) -> String {
         "defect 9: CIDRs differ"
     );
     let tags = ec2_tags(vpc.tags());
-    assert_eq!(tags["Name"], format!("tap-vpc-{}-{}", i.r(side), i.env));
-    assert_tags("vpc", &tags, &i.env, &id_of(side, "vpc"));
+    assert_eq!(tags["Name"], format!("tap-vpc-{}-{}", r(region), i.env));
+    assert_tags("vpc", &tags, &i.env, &node_id(i, region, "vpc"));
     for (attr, name) in [
         (aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport, "support"),
         (aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames, "hostnames"),
@@ -82,12 +79,12 @@ pub async fn network(aws: &Aws, i: &Inputs, side: Side) -> String {
         ("subnet-database-b", format!("10.{x}.4.16/28"), 1, false),
     ] {
         let s = by_id
-            .get(&id_of(side, kind))
+            .get(&node_id(i, region, kind))
             .unwrap_or_else(|| panic!("{kind} in {region}"));
         assert_eq!(s.cidr_block.as_deref(), Some(cidr.as_str()), "{kind}");
         assert_eq!(s.availability_zone.as_deref(), Some(azs[az].as_str()), "{kind}");
         assert_eq!(s.map_public_ip_on_launch, Some(public), "{kind} map public IP");
-        assert_tags(kind, &ec2_tags(s.tags()), &i.env, &id_of(side, kind));
+        assert_tags(kind, &ec2_tags(s.tags()), &i.env, &node_id(i, region, kind));
         subnet_ids.insert(kind, s.subnet_id.clone().unwrap());
     }
     let igws = ec2
@@ -118,7 +115,7 @@ pub async fn network(aws: &Aws, i: &Inputs, side: Side) -> String {
         "nat-eip",
         &ec2_tags(addr.addresses()[0].tags()),
         &i.env,
-        &id_of(side, "nat-eip"),
+        &node_id(i, region, "nat-eip"),
     );
     let nat = nats[0].nat_gateway_id.clone().unwrap();
     let tables = ec2
@@ -141,7 +138,7 @@ pub async fn network(aws: &Aws, i: &Inputs, side: Side) -> String {
         let t = tables
             .route_tables()
             .iter()
-            .find(|t| ec2_tags(t.tags()).get("tap:id") == Some(&id_of(side, kind)))
+            .find(|t| ec2_tags(t.tags()).get("tap:id") == Some(&node_id(i, region, kind)))
             .unwrap_or_else(|| panic!("{kind}"));
         let default = t
             .routes()
@@ -201,13 +198,14 @@ pub async fn network(aws: &Aws, i: &Inputs, side: Side) -> String {
     );
     assert!(db_in[0].ip_ranges().is_empty());
     assert!(db.ip_permissions_egress().is_empty(), "sg-db has no egress rule at all");
-    assert_tags("sg-db", &ec2_tags(db.tags()), &i.env, &id_of(side, "sg-db"));
+    assert_tags("sg-db", &ec2_tags(db.tags()), &i.env, &node_id(i, region, "sg-db"));
     vpc_id
 }
 
-/// RDS: the subnet group, the primary (P) or replica (S). Returns the instance.
-pub async fn database(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> aws_sdk_rds::types::DbInstance {
-    let rds = aws.rds(i.region(side));
+/// RDS: the subnet group, the primary (writer region) or a replica (the others). Returns the
+/// instance.
+pub async fn database(aws: &Aws, i: &Inputs, region: &str, key_arn: &str) -> aws_sdk_rds::types::DbInstance {
+    let rds = aws.rds(region);
     let group = rds
         .describe_db_subnet_groups()
         .db_subnet_group_name(format!("tap-db-subnets-{}", i.env))
@@ -216,10 +214,7 @@ pub async fn database(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> aws_s
         .unwrap();
     let group = &group.db_subnet_groups()[0];
     assert_eq!(group.subnets().len(), 2, "the two database subnets");
-    let (name, kind) = match side {
-        Side::Primary => (format!("tap-db-useast1-{}", i.env), "rds-primary"),
-        Side::Secondary => (format!("tap-db-euwest1-{}", i.env), "rds-replica"),
-    };
+    let (name, kind) = (format!("tap-db-{}-{}", r(region), i.env), db_kind(i, region));
     let db = rds
         .describe_db_instances()
         .db_instance_identifier(&name)
@@ -246,8 +241,8 @@ pub async fn database(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> aws_s
         .iter()
         .filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))
         .collect();
-    assert_tags(&name, &tags, &i.env, &id_of(side, kind));
-    if side == Side::Primary {
+    assert_tags(&name, &tags, &i.env, &node_id(i, region, kind));
+    if region == i.topology.writer() {
         assert_eq!(db.engine.as_deref(), Some("postgres"));
         assert_eq!(db.engine_version.as_deref(), Some("16.9"));
         assert_eq!(db.allocated_storage, Some(20));
@@ -266,10 +261,10 @@ pub async fn database(aws: &Aws, i: &Inputs, side: Side, key_arn: &str) -> aws_s
     db
 }
 
-/// IAM roles of `side` (EC2 role + instance profile, Lambda role).
-pub async fn roles(aws: &Aws, i: &Inputs, side: Side, key_arn: &str, topic_arn: &str) {
-    let iam = aws.iam(i.region(side));
-    let r = i.r(side);
+/// IAM roles of `region` (EC2 role + instance profile, Lambda role).
+pub async fn roles(aws: &Aws, i: &Inputs, region: &str, key_arn: &str, topic_arn: &str) {
+    let iam = aws.iam(region);
+    let r = r(region);
     let ec2_role = format!("tap-ec2-{r}-{}", i.env);
     let role = iam.get_role().role_name(&ec2_role).send().await.unwrap().role.unwrap();
     assert!(role.assume_role_policy_document.unwrap().contains("ec2.amazonaws.com"));
@@ -361,10 +356,16 @@ pub async fn roles(aws: &Aws, i: &Inputs, side: Side, key_arn: &str, topic_arn: 
     );
 }
 
-/// `db-secret` (SPEC v2): name, region key, replica in the secondary region under its key, tags,
-/// and a SecretString RDS accepts. Returns the password, for tests that look for leaks.
-pub async fn secret(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key: &str) -> String {
-    let sm = aws.secrets(i.region(Side::Primary));
+/// `db-secret` (SPEC v2): name, the key of its region (`writer`), its replica in
+/// `replica_region` under that region's key, tags, and a SecretString RDS accepts. Returns the
+/// password, for tests that look for leaks.
+pub async fn secret(
+    aws: &Aws,
+    i: &Inputs,
+    (writer, primary_key): (&str, &str),
+    (replica_region, secondary_key): (&str, &str),
+) -> String {
+    let sm = aws.secrets(writer);
     let name = format!("tap-db-{}", i.env);
     let d = sm.describe_secret().secret_id(&name).send().await.unwrap();
     assert_eq!(
@@ -375,7 +376,7 @@ pub async fn secret(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key: &st
     assert!(d.deleted_date.is_none());
     let replicas = d.replication_status();
     assert_eq!(replicas.len(), 1, "{replicas:?}");
-    assert_eq!(replicas[0].region.as_deref(), Some(i.region(Side::Secondary)));
+    assert_eq!(replicas[0].region.as_deref(), Some(replica_region));
     assert_eq!(
         replicas[0].kms_key_id.as_deref(),
         Some(secondary_key),
@@ -386,7 +387,7 @@ pub async fn secret(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key: &st
         .iter()
         .filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))
         .collect();
-    assert_tags(&name, &tags, &i.env, &id_of(Side::Primary, "db-secret"));
+    assert_tags(&name, &tags, &i.env, &node_id(i, writer, "db-secret"));
     let v = sm.get_secret_value().secret_id(&name).send().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
     assert_eq!(v["username"], "tapuser");
@@ -394,12 +395,9 @@ pub async fn secret(aws: &Aws, i: &Inputs, primary_key: &str, secondary_key: &st
     assert_eq!(password.len(), 32);
     assert!(!password.contains(['/', '"', '@', '\\', ' ']), "characters RDS refuses");
     // The replica is readable in the secondary region (by ARN: moto finds replicas by ARN only).
-    let replica_arn = d
-        .arn()
-        .unwrap()
-        .replacen(i.region(Side::Primary), i.region(Side::Secondary), 1);
+    let replica_arn = d.arn().unwrap().replacen(writer, replica_region, 1);
     let replica = aws
-        .secrets(i.region(Side::Secondary))
+        .secrets(replica_region)
         .describe_secret()
         .secret_id(&replica_arn)
         .send()

@@ -11,7 +11,9 @@ use crate::engine::store::StateStore;
 use crate::engine::timeline::Recorder;
 use crate::passes::{orphan_pass, orphans, pass};
 use crate::stack;
+use crate::topology::Topology;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -60,14 +62,16 @@ fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
             )
         })?;
         let i = &opts.inputs;
-        if old.env != i.env || old.topology != i.topology {
+        // Secondaries may be added and removed; the env and the home region make the stack.
+        if old.env != i.env || old.topology.home() != i.topology.home() {
             return Err(AppError::Usage(format!(
-                "state file {} belongs to env {:?} in {}, not env {:?} in {}; pick another --state",
+                "state file {} belongs to env {:?} with home region {}, not env {:?} with home region {}; \
+                 pick another --state",
                 opts.state_path.display(),
                 old.env,
-                old.topology,
+                old.topology.home(),
                 i.env,
-                i.topology,
+                i.topology.home(),
             )));
         }
     }
@@ -80,11 +84,6 @@ pub async fn execute(command: Command, opts: &Options) -> Result<Report, AppErro
 }
 
 async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, AppError> {
-    let graph =
-        Arc::new(stack::graph(&opts.inputs.topology).map_err(|e| AppError::context("building the stack's graph", e))?);
-    graph
-        .validate()
-        .map_err(|e| AppError::context("checking the stack's graph", e))?;
     // A local state is locked and read before any AWS call (a held lock or a corrupt file is
     // the error, whatever the network); a state in S3 needs AWS first.
     let mut aws = None;
@@ -101,7 +100,7 @@ async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, App
         Command::Plan => None,
         _ => Some(backend.lock(name).await?),
     };
-    let result = run_locked(command, opts, graph, backend, aws, name).await;
+    let result = run_locked(command, opts, backend, aws, name).await;
     // Released after errors too (a Ctrl-C ends the run through the same path); kept when another
     // writer changed the state, so that nobody else writes until a person has looked.
     let conflict = matches!(&result, Ok(r) if r.state_conflict.is_some());
@@ -117,13 +116,25 @@ async fn execute_in_span(command: Command, opts: &Options) -> Result<Report, App
 async fn run_locked(
     command: Command,
     opts: &Options,
-    graph: Arc<Graph>,
     backend: Arc<dyn Backend>,
     aws: Option<Arc<Aws>>,
     name: &str,
 ) -> Result<Report, AppError> {
-    let mut state = backend.load().await?;
+    let mut state = load_migrated(&*backend, opts, command != Command::Plan).await?;
     check_state_inputs(&state, opts)?;
+    // The regions keep the indexes state recorded; the writer is the one state names.
+    let opts = &Options {
+        inputs: with_recorded_topology(&opts.inputs, &state),
+        ..opts.clone()
+    };
+    // The graph while the regions state records were all part of the stack: a removed region's
+    // nodes are deleted in its reverse order.
+    let previous = previous_graph(&opts.inputs, &state);
+    state.regions = opts.inputs.topology.indexes();
+    let graph = Arc::new(graph_of(&opts.inputs));
+    graph
+        .validate()
+        .map_err(|e| AppError::context("checking the stack's graph", e))?;
     if opts.state_url.is_some() && state.serial == 0 && opts.state_path.exists() {
         return Err(AppError::Failed(format!(
             "{} holds no state yet, but the local state {} does: nothing was deployed. Move it first \
@@ -169,7 +180,7 @@ async fn run_locked(
         lines.extend(
             orphan_pass(
                 Command::Plan,
-                &orphans(&graph, &state),
+                &orphans(&graph, &previous, &state),
                 read_only,
                 &aws,
                 opts,
@@ -218,7 +229,7 @@ async fn run_locked(
         _ => opts.events.clone(),
     }
     .with(recorder.sink());
-    let orphans = orphans(&graph, &state);
+    let orphans = orphans(&graph, &previous, &state);
     let mut store = StateStore::with_backend(backend.clone(), state, command == Command::Plan);
     store.on_conflict = Some(opts.cancel.clone());
     let store = Arc::new(store);
@@ -287,9 +298,71 @@ pub async fn backend(opts: &Options, aws: Option<&Arc<Aws>>) -> Result<Arc<dyn B
     Ok(Arc::new(s3))
 }
 
-/// The state for the commands that only read it (`status`, `output`, `timeline`).
+/// The state for the commands that only read it (`status`, `output`, `timeline`), migrated in
+/// memory when an older tap wrote it.
 pub async fn load_state(opts: &Options) -> Result<State, AppError> {
-    Ok(backend(opts, None).await?.load().await?)
+    load_migrated(&*backend(opts, None).await?, opts, false).await
+}
+
+/// Loads the state and migrates a SPEC v2 state (SPEC v3 "Migration from v2"). With `keep`, a
+/// local file's v2 text is kept beside it as `<state>.v2` before anything writes the new one
+/// (an S3 state keeps it as the previous object version).
+async fn load_migrated(backend: &dyn Backend, opts: &Options, keep: bool) -> Result<State, AppError> {
+    let mut state = backend.load().await?;
+    let migrated = crate::migrate::migrate(&mut state).map_err(|e| {
+        AppError::Failed(format!(
+            "state {} was written by SPEC v2's tap and cannot be migrated: {e}; it was left untouched",
+            backend.location()
+        ))
+    })?;
+    if migrated && keep {
+        let kept = if opts.state_url.is_some() {
+            format!("{} (its previous object version)", backend.location())
+        } else {
+            let v2 = PathBuf::from(format!("{}.v2", opts.state_path.display()));
+            if !v2.exists() {
+                std::fs::copy(&opts.state_path, &v2)
+                    .map_err(|e| AppError::context(format!("keeping the v2 state as {}", v2.display()), e))?;
+            }
+            v2.display().to_string()
+        };
+        crate::render::err(&format!(
+            "state {} migrated from SPEC v2 (ids {{region}}/{{node}}, region indexes); the v2 state is kept as {kept}",
+            backend.location()
+        ));
+    }
+    Ok(state)
+}
+
+/// The graph over the current regions and those that `state` records but the inputs no longer
+/// name (removed from the stack). Without such regions, the current graph.
+fn previous_graph(inputs: &Inputs, state: &State) -> Graph {
+    let t = &inputs.topology;
+    let mut secondaries: Vec<&str> = t.secondaries().collect();
+    secondaries.extend(
+        state
+            .regions
+            .keys()
+            .map(String::as_str)
+            .filter(|r| t.index(r).is_none() && *r != t.home()),
+    );
+    Topology::with_indexes(t.home(), &secondaries, &state.regions)
+        .ok()
+        .and_then(|p| stack::graph(&p.with_writer(Some(t.writer()))).ok())
+        .unwrap_or_else(|| graph_of(inputs))
+}
+
+/// `inputs` with the region indexes and the writer that `state` recorded.
+pub fn with_recorded_topology(inputs: &Inputs, state: &State) -> Inputs {
+    let t = &inputs.topology;
+    let secondaries: Vec<&str> = t.secondaries().collect();
+    let topology = Topology::with_indexes(t.home(), &secondaries, &state.regions)
+        .map(|t| t.with_writer(state.writer_region.as_deref()))
+        .unwrap_or_else(|_| t.clone());
+    Inputs {
+        topology,
+        ..inputs.clone()
+    }
 }
 
 /// The graph of `inputs`' regions, for `status` and `graph`.

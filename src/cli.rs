@@ -33,8 +33,9 @@ pub struct Cli {
     pub lock_timeout: Option<Duration>,
     #[arg(long, default_value = "us-east-1", global = true)]
     pub primary_region: String,
-    #[arg(long, default_value = "eu-west-1", global = true)]
-    pub secondary_region: String,
+    /// Secondary regions, 1 to 4, in order: repeated, or comma-separated
+    #[arg(long, default_value = "eu-west-1", global = true, value_delimiter = ',')]
+    pub secondary_region: Vec<String>,
     /// Send every AWS call to this endpoint (S3 path-style). AWS_ENDPOINT_URL is honoured too.
     #[arg(long, global = true)]
     pub endpoint_url: Option<String>,
@@ -47,7 +48,7 @@ pub struct Cli {
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,
-    /// Longest wait for a kind to become ready or gone, e.g. rds-replica=120 (repeatable)
+    /// Longest wait for a kind to become ready or gone, e.g. db-instance=120 (repeatable)
     #[arg(long = "max-wait", value_name = "KIND=MINUTES", global = true)]
     pub max_wait: Vec<String>,
     /// plan, deploy, destroy: draw where the time went as an SVG Gantt chart to FILE
@@ -174,10 +175,11 @@ fn init_tracing(verbose: u8) {
 
 fn options(cli: &Cli) -> Result<Options, AppError> {
     let usage = |e: config::InvalidInput| AppError::Usage(e.0);
-    let inputs = Inputs::new(
+    let secondaries: Vec<&str> = cli.secondary_region.iter().map(String::as_str).collect();
+    let inputs = Inputs::with_secondaries(
         &cli.env,
         &cli.primary_region,
-        &cli.secondary_region,
+        &secondaries,
         std::env::var("REPOSITORY").ok(),
         std::env::var("COMMIT_AUTHOR").ok(),
     )

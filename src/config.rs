@@ -5,8 +5,7 @@ use crate::topology::Topology;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The inputs of a run. In state they keep the field names of earlier releases
-/// (`primary_region`, `secondary_region`): [`InputsRecord`].
+/// The inputs of a run, recorded in state as [`InputsRecord`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "InputsRecord", try_from = "InputsRecord")]
 pub struct Inputs {
@@ -19,12 +18,17 @@ pub struct Inputs {
     pub account: String,
 }
 
-/// [`Inputs`] as the state file records them (input parsing of a recorded state).
+/// [`Inputs`] as the state file records them (input parsing of a recorded state). SPEC v2
+/// recorded one `secondary_region`; v3 records `secondary_regions`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputsRecord {
     pub env: String,
     pub primary_region: String,
-    pub secondary_region: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_regions: Vec<String>,
+    /// SPEC v2's one secondary (read, never written).
+    #[serde(default, skip_serializing)]
+    pub secondary_region: Option<String>,
     pub repository: String,
     pub author: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -33,11 +37,11 @@ pub struct InputsRecord {
 
 impl From<Inputs> for InputsRecord {
     fn from(i: Inputs) -> InputsRecord {
-        let mut regions = i.topology.regions().map(str::to_string);
         InputsRecord {
             env: i.env,
-            primary_region: regions.next().unwrap_or_default(),
-            secondary_region: regions.next().unwrap_or_default(),
+            primary_region: i.topology.home().to_string(),
+            secondary_regions: i.topology.secondaries().map(str::to_string).collect(),
+            secondary_region: None,
             repository: i.repository,
             author: i.author,
             account: i.account,
@@ -49,9 +53,13 @@ impl TryFrom<InputsRecord> for Inputs {
     type Error = InvalidInput;
 
     fn try_from(r: InputsRecord) -> Result<Inputs, InvalidInput> {
+        let mut secondaries: Vec<&str> = r.secondary_regions.iter().map(String::as_str).collect();
+        if let Some(s) = r.secondary_region.as_deref() {
+            secondaries.push(s);
+        }
         Ok(Inputs {
             env: r.env,
-            topology: Topology::new(&r.primary_region, &[r.secondary_region.as_str()])?,
+            topology: Topology::new(&r.primary_region, &secondaries)?,
             repository: r.repository,
             author: r.author,
             account: r.account,
@@ -65,8 +73,7 @@ impl TryFrom<InputsRecord> for Inputs {
 pub struct InvalidInput(pub String);
 
 impl Inputs {
-    /// The inputs of the command line: `--primary-region` is the home region, `--secondary-region`
-    /// the secondary.
+    /// Inputs of one home region and one secondary.
     pub fn new(
         env: &str,
         primary_region: &str,
@@ -74,8 +81,20 @@ impl Inputs {
         repository: Option<String>,
         author: Option<String>,
     ) -> Result<Inputs, InvalidInput> {
+        Inputs::with_secondaries(env, primary_region, &[secondary_region], repository, author)
+    }
+
+    /// The inputs of the command line: `--primary-region` is the home region,
+    /// `--secondary-region` (repeated, or comma-separated) the secondaries, in order.
+    pub fn with_secondaries(
+        env: &str,
+        primary_region: &str,
+        secondaries: &[&str],
+        repository: Option<String>,
+        author: Option<String>,
+    ) -> Result<Inputs, InvalidInput> {
         validate_env(env)?;
-        let topology = Topology::new(primary_region, &[secondary_region])?;
+        let topology = Topology::new(primary_region, secondaries)?;
         let or_unknown = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into());
         Ok(Inputs {
             env: env.to_string(),
@@ -198,11 +217,20 @@ mod tests {
         }
         let same = Inputs::new("dev", "us-east-1", "us-east-1", None, None);
         assert!(same.unwrap_err().0.contains("must differ"));
-        let recorded = serde_json::to_value(Inputs::new("dev", "us-east-1", "eu-west-1", None, None).unwrap()).unwrap();
+        let i = Inputs::with_secondaries("dev", "us-east-1", &["eu-west-1", "sa-east-1"], None, None).unwrap();
+        let recorded = serde_json::to_value(&i).unwrap();
         assert_eq!(recorded["primary_region"], "us-east-1");
-        assert_eq!(recorded["secondary_region"], "eu-west-1");
+        assert_eq!(
+            recorded["secondary_regions"],
+            serde_json::json!(["eu-west-1", "sa-east-1"])
+        );
         let back: Inputs = serde_json::from_value(recorded).unwrap();
-        assert_eq!(back.topology.home(), "us-east-1");
+        assert_eq!(back, i);
+        // As SPEC v2 recorded them.
+        let v2 = serde_json::json!({"env": "dev", "primary_region": "us-east-1", "secondary_region": "eu-west-1",
+            "repository": "r", "author": "a", "account": "123456789012"});
+        let back: Inputs = serde_json::from_value(v2).unwrap();
+        assert_eq!(back.topology.secondaries().collect::<Vec<_>>(), ["eu-west-1"]);
         assert!(validate_endpoint("http://127.0.0.1:4566").is_ok());
         assert!(validate_endpoint("localhost:4566").is_err());
         assert!(validate_endpoint("http://").is_err());

@@ -5,6 +5,7 @@ use crate::aws::Aws;
 use crate::engine::policy::WaitPolicy;
 use crate::engine::resource::Resource;
 use crate::resources::asg::Asg;
+use crate::resources::by_role::ByRole;
 use crate::resources::cf_oac::CfOriginAccessControl;
 use crate::resources::cloudfront::CloudFront;
 use crate::resources::db_secret::DbSecret;
@@ -23,6 +24,7 @@ use crate::resources::s3_bucket::{S3Bucket, Variant};
 use crate::resources::s3_bucket_policy::S3BucketPolicy;
 use crate::resources::s3_notification::S3Notification;
 use crate::resources::s3_replication::S3Replication;
+use crate::resources::secret_replica::SecretReplica;
 use crate::resources::security_group::SecurityGroup;
 use crate::resources::sns_topic::SnsTopic;
 use crate::resources::subnet::Subnet;
@@ -110,21 +112,26 @@ pub static KINDS: &[Kind] = &[
     kind("iam-ec2-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Ec2)))),
     kind("iam-lambda-role", |a| Arc::new(Typed(IamRole(a, RoleKind::Lambda)))),
     kind("db-subnet-group", |a| Arc::new(Typed(DbSubnetGroup(a)))),
+    // The writer region's secret, and its replica in every other region.
     outputs(
-        kind("db-secret", |a| Arc::new(Typed(DbSecret(a)))),
+        kind("db-secret", |a| {
+            Arc::new(ByRole {
+                writer: Arc::new(Typed(DbSecret(a.clone()))),
+                replica: Arc::new(Typed(SecretReplica(a))),
+            })
+        }),
         &[("DbSecretArn", "arn")],
     ),
+    // The writer, and a cross-region read replica of it in every other region: a replica takes
+    // longer (RDS User Guide, "Creating a read replica"), and waits up to 90 minutes.
     outputs(
         slow(
-            kind("rds-primary", |a| Arc::new(Typed(RdsInstance(a, DbRole::Primary)))),
-            60,
-            1200.0,
-        ),
-        &[("DbEndpoint", "endpoint")],
-    ),
-    outputs(
-        slow(
-            kind("rds-replica", |a| Arc::new(Typed(RdsInstance(a, DbRole::Replica)))),
+            kind("db-instance", |a| {
+                Arc::new(ByRole {
+                    writer: Arc::new(Typed(RdsInstance(a.clone(), DbRole::Primary))),
+                    replica: Arc::new(Typed(RdsInstance(a, DbRole::Replica))),
+                })
+            }),
             90,
             1500.0,
         ),
@@ -226,9 +233,9 @@ mod tests {
             assert_eq!(w.of(k.name).max_wait, Duration::from_secs(180), "{}", k.name);
         }
         let mut w = Waits::default();
-        w.set("rds-replica=120").unwrap();
-        assert_eq!(w.of("rds-replica").max_wait, Duration::from_secs(7200));
-        assert!(w.set("rds-replica").is_err());
+        w.set("db-instance=120").unwrap();
+        assert_eq!(w.of("db-instance").max_wait, Duration::from_secs(7200));
+        assert!(w.set("db-instance").is_err());
         assert!(w.set("nope=3").unwrap_err().contains("vpc"));
         assert!(w.set("asg=0").is_err());
     }

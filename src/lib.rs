@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod graph_view;
 pub mod kinds;
+pub mod migrate;
 pub mod passes;
 pub mod render;
 pub mod report;

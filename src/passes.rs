@@ -4,7 +4,7 @@
 use crate::aws::Aws;
 use crate::config::Inputs;
 use crate::engine::events::{Event, Events};
-use crate::engine::graph::{Graph, Node};
+use crate::engine::graph::Graph;
 use crate::engine::reconcile::{Action, Driver};
 use crate::engine::resource::{NodeCx, NodeError};
 use crate::engine::scheduler::{self, Direction, NodeResult, Progress};
@@ -22,77 +22,143 @@ fn stack_cx(inputs: &Inputs) -> Arc<dyn std::any::Any + Send + Sync> {
     Arc::new(inputs.clone())
 }
 
-/// Nodes in state that the graph no longer has (written by an older tap), as graph nodes.
-pub(crate) fn orphans(graph: &Graph, state: &State) -> Vec<Node> {
-    let kinds: Vec<&'static str> = graph.nodes().map(|n| n.kind).collect();
-    state
-        .nodes
-        .iter()
-        .filter(|(id, _)| !graph.contains(id))
-        .map(|(id, n)| Node {
-            id: id.clone(),
-            // An unknown kind keeps its name; the registry then has no implementation.
-            kind: kinds.iter().copied().find(|k| *k == n.kind).unwrap_or("unknown"),
-            region: n.region.clone(),
-            deps: vec![],
-        })
-        .collect()
+/// Nodes in state that the graph no longer has: of a region removed from the stack, or of a
+/// kind an older tap had. Those of a removed region keep the edges the graph gave them while
+/// the region was part of the stack (`previous`: the graph over the current regions and the
+/// removed ones), so that they are deleted in reverse dependency order (the ASG before its
+/// subnets, the VPC last) and read what they need (a secret replica, its writer's secret).
+pub(crate) struct Orphans {
+    /// The orphans, with edges among themselves only: the order of their deletion.
+    pub graph: Graph,
+    /// Every dependency each orphan had (it reads their values).
+    pub deps: BTreeMap<String, Vec<String>>,
 }
 
-/// Orphans: planned as deletions, deleted by their recorded ids, forgotten.
+impl Orphans {
+    pub fn is_empty(&self) -> bool {
+        self.graph.is_empty()
+    }
+}
+
+pub(crate) fn orphans(graph: &Graph, previous: &Graph, state: &State) -> Orphans {
+    let ids: Vec<&String> = state.nodes.keys().filter(|id| !graph.contains(id)).collect();
+    let mut g = Graph::default();
+    let mut deps = BTreeMap::new();
+    for id in &ids {
+        let n = &state.nodes[*id];
+        let before = previous.get(id);
+        // An unknown kind keeps its name; the registry then has no implementation.
+        let kind = kinds::get(&n.kind).map_or("unknown", |k| k.name);
+        let all: Vec<String> = before.map(|b| b.deps.clone()).unwrap_or_default();
+        let among: Vec<String> = all.iter().filter(|d| ids.contains(d)).cloned().collect();
+        g.add((*id).clone(), &n.region, kind, &among)
+            .expect("state ids are unique");
+        deps.insert((*id).clone(), all);
+    }
+    Orphans { graph: g, deps }
+}
+
+/// Orphans: planned as deletions, deleted by their recorded ids in reverse dependency order,
+/// forgotten.
 pub(crate) async fn orphan_pass(
     command: Command,
-    orphans: &[Node],
+    orphans: &Orphans,
     store: Arc<StateStore>,
     aws: &Arc<Aws>,
     opts: &Options,
     events: &Events,
 ) -> Vec<NodeLine> {
+    if orphans.is_empty() {
+        return vec![];
+    }
     let mut driver = Driver::new(store, opts.parallelism, Arc::default(), opts.allow_replace);
     driver.events = events.clone();
     driver.default_action = "delete";
     driver.wait_scale = opts.wait_scale;
     driver.cancel = opts.cancel.clone();
+    let driver = Arc::new(driver);
+    let graph = Arc::new(orphans.graph.clone());
+    let all_deps = Arc::new(orphans.deps.clone());
     let stack = stack_cx(&opts.inputs);
-    let runs = orphans.iter().map(|node| {
-        let (driver, stack) = (&driver, stack.clone());
-        async move {
-            let cx = NodeCx {
-                region: node.region.clone(),
-                prior: driver.store.get(&node.id),
-                deps: BTreeMap::new(),
-                planning: command == Command::Plan,
-                node: node.clone(),
-                env: opts.inputs.env.clone(),
-                stack,
-                wait: opts.waits.of(node.kind),
-                token: None,
-            };
-            let t0 = tokio::time::Instant::now();
-            events.emit(Event::NodeStart { at: driver.at(&cx) });
-            let res = match kinds::get(node.kind) {
-                Some(kind) => driver.remove_orphan((kind.make)(aws.clone()).as_ref(), &cx).await,
-                None => Err(NodeError::fatal(
-                    "plan",
-                    "UnknownKind",
-                    format!("{} has a kind this tap does not know; remove it by hand", node.id),
-                )),
-            };
-            emit_end(events, driver.at(&cx), &res, t0.elapsed());
-            NodeLine {
-                id: node.id.clone(),
-                kind: node.kind.to_string(),
-                region: cx.region.clone(),
-                outcome: match res {
-                    Ok(a) => Outcome::Done(a),
-                    Err(e) => failed(&e),
-                },
-                seconds: t0.elapsed().as_secs_f64(),
-                twins: vec![],
+    let work = {
+        let (graph, driver, aws, events, env, waits) = (
+            graph.clone(),
+            driver.clone(),
+            aws.clone(),
+            events.clone(),
+            opts.inputs.env.clone(),
+            opts.waits.clone(),
+        );
+        move |id: String| {
+            let (graph, driver, aws, events, env, waits, stack, all_deps) = (
+                graph.clone(),
+                driver.clone(),
+                aws.clone(),
+                events.clone(),
+                env.clone(),
+                waits.clone(),
+                stack.clone(),
+                all_deps.clone(),
+            );
+            async move {
+                let mut node = graph.get(&id).expect("scheduled node exists").clone();
+                node.deps = all_deps.get(&id).cloned().unwrap_or_default();
+                let cx = NodeCx {
+                    region: node.region.clone(),
+                    prior: driver.store.get(&node.id),
+                    deps: driver.dep_attrs(&node.deps),
+                    planning: command == Command::Plan,
+                    wait: waits.of(node.kind),
+                    aliases: vec![],
+                    node,
+                    env,
+                    stack,
+                    token: None,
+                };
+                let t0 = tokio::time::Instant::now();
+                events.emit(Event::NodeStart { at: driver.at(&cx) });
+                let res = match kinds::get(cx.node.kind) {
+                    Some(kind) => driver.remove_orphan((kind.make)(aws).as_ref(), &cx).await,
+                    None => Err(NodeError::fatal(
+                        "plan",
+                        "UnknownKind",
+                        format!("{} has a kind this tap does not know; remove it by hand", cx.node.id),
+                    )),
+                };
+                emit_end(&events, driver.at(&cx), &res, t0.elapsed());
+                res
             }
         }
-    });
-    futures::future::join_all(runs).await
+    };
+    let reports = scheduler::run(
+        &graph,
+        Direction::Reverse,
+        Arc::new(Progress::new(Events::new())),
+        Duration::ZERO,
+        &opts.cancel,
+        work,
+    )
+    .await;
+    reports
+        .into_iter()
+        .map(|r| {
+            let n = graph.get(&r.id).expect("reported node exists");
+            NodeLine {
+                kind: n.kind.to_string(),
+                region: n.region.clone(),
+                outcome: match r.result {
+                    NodeResult::Done(a) => Outcome::Done(a),
+                    NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
+                    NodeResult::Failed(e) => failed(&e),
+                    NodeResult::Blocked(by) => Outcome::Blocked { by },
+                    NodeResult::Interrupted => Outcome::Interrupted,
+                },
+                seconds: r.elapsed.as_secs_f64(),
+                twins: vec![],
+                id: r.id,
+            }
+        })
+        .collect()
 }
 
 /// One walk of the graph: every node planned, deployed or destroyed.
@@ -130,9 +196,10 @@ pub(crate) async fn pass(
     let work = {
         let (graph, driver, aws, inputs) = (graph.clone(), driver.clone(), aws.clone(), opts.inputs.clone());
         let stack = stack_cx(&opts.inputs);
+        let topology = opts.inputs.topology.clone();
         let waits = Arc::new(opts.waits.clone());
         move |id: String| {
-            let (graph, driver, aws, env, waits, node_events, stack) = (
+            let (graph, driver, aws, env, waits, node_events, stack, topology) = (
                 graph.clone(),
                 driver.clone(),
                 aws.clone(),
@@ -140,6 +207,7 @@ pub(crate) async fn pass(
                 waits.clone(),
                 node_events.clone(),
                 stack.clone(),
+                topology.clone(),
             );
             // A child of the run's span (the scheduler spawns each node as its own task).
             let span = graph.get(&id).map_or_else(
@@ -155,6 +223,7 @@ pub(crate) async fn pass(
                     deps: driver.dep_attrs(&node.deps),
                     planning: command == Command::Plan,
                     wait: waits.of(node.kind),
+                    aliases: topology.v2_id(&node.region, node.kind).into_iter().collect(),
                     node,
                     env,
                     stack,

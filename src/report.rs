@@ -200,7 +200,7 @@ pub(crate) fn output(
 }
 
 pub(crate) fn status(opts: &Options, state: &State, where_: &str, json: bool) -> Result<i32, AppError> {
-    let graph = app::graph_of(&opts.inputs);
+    let graph = app::graph_of(&app::with_recorded_topology(&opts.inputs, state));
     if json {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         for n in graph.nodes() {

@@ -7,7 +7,7 @@ use crate::resources::{route_table, subnet};
 use crate::topology::Topology;
 use std::collections::BTreeMap;
 
-/// Every node of SPEC with its edges, over the regions of `t`.
+/// Every node of SPEC with its edges, over the regions of `t` (SPEC v3 "Dependencies").
 pub fn graph(t: &Topology) -> Result<Graph, GraphError> {
     let mut g = Graph::default();
     for r in t.regions() {
@@ -17,52 +17,45 @@ pub fn graph(t: &Topology) -> Result<Graph, GraphError> {
         network(&mut g, t, r)?;
         compute(&mut g, t, r)?;
     }
-    let (writer, next) = (t.writer(), t.next(t.writer()));
-    let home = t.home();
-    // Cross-region. Defect 1 of the reference: the destination bucket exists and is versioned
-    // before the replication rule names it.
-    let buckets_and_keys = [
-        t.id(writer, "s3-bucket"),
-        t.id(next, "s3-bucket"),
-        t.id(writer, "kms-key"),
-        t.id(next, "kms-key"),
-    ];
+    let (home, writer) = (t.home(), t.writer());
+    let every = |kind: &str| t.regions().map(|r| t.id(r, kind)).collect::<Vec<_>>();
+    // Cross-region. Defect 1 of the reference: every destination bucket exists and is versioned
+    // before a replication rule names it. One role replicates every bucket to every other.
+    let buckets_and_keys: Vec<String> = every("s3-bucket").into_iter().chain(every("kms-key")).collect();
     let role = add(&mut g, t, home, "iam-replication-role", &buckets_and_keys)?;
-    let mut repl = buckets_and_keys.to_vec();
-    repl.push(role);
-    add(&mut g, t, writer, "s3-replication", &repl)?;
+    for r in t.regions() {
+        let mut deps = buckets_and_keys.clone();
+        deps.push(role.clone());
+        add(&mut g, t, r, "s3-replication", &deps)?;
+    }
 
-    // SPEC v2: the master password comes from a secret replicated to the secondary region.
-    let secret = add(
+    // The database's secret: the writer's, replicated to every other region with that region's
+    // key; the writer's database reads its password from it; replicas follow the writer.
+    let secret = add(&mut g, t, writer, "db-secret", &every("kms-key"))?;
+    let db = add(
         &mut g,
         t,
         writer,
-        "db-secret",
-        &[t.id(writer, "kms-key"), t.id(next, "kms-key")],
-    )?;
-    let primary_db = add(
-        &mut g,
-        t,
-        writer,
-        "rds-primary",
+        "db-instance",
         &[
             t.id(writer, "kms-key"),
             t.id(writer, "db-subnet-group"),
             t.id(writer, "sg-db"),
-            secret,
+            secret.clone(),
         ],
     )?;
-    for r in t.regions().filter(|r| *r != writer) {
+    for r in t.regions().filter(|r| !t.is_writer(r)) {
+        add(&mut g, t, r, "db-secret", &[secret.clone(), t.id(r, "kms-key")])?;
         add(
             &mut g,
             t,
             r,
-            "rds-replica",
+            "db-instance",
             &[
                 t.id(r, "kms-key"),
                 t.id(r, "db-subnet-group"),
                 t.id(r, "sg-db"),
-                primary_db.clone(),
+                db.clone(),
             ],
         )?;
     }
@@ -74,7 +67,7 @@ pub fn graph(t: &Topology) -> Result<Graph, GraphError> {
         t,
         home,
         "cloudfront",
-        &[t.id(writer, "s3-bucket"), t.id(next, "s3-bucket"), oac, logs],
+        &[t.id(writer, "s3-bucket"), t.id(t.next(writer), "s3-bucket"), oac, logs],
     )?;
     for r in t.regions() {
         add(&mut g, t, r, "s3-bucket-policy", &[t.id(r, "s3-bucket"), cf.clone()])?;
@@ -166,12 +159,22 @@ pub fn outputs(
             }
         }
     }
-    // DbSecretArn in the secret's replica region: the replica's ARN.
-    let writer = t.writer();
-    if let Some(v) = attrs.get(&t.id(writer, "db-secret")).and_then(|a| a.get("replica_arn")) {
-        out.entry(t.next(writer).to_string())
+    // The database's role in each region, and which region writes (SPEC v3 "Outputs").
+    for r in t.regions() {
+        if attrs
+            .get(&t.id(r, "db-instance"))
+            .is_some_and(|a| a.contains_key("endpoint"))
+        {
+            let role = if t.is_writer(r) { "writer" } else { "replica" };
+            out.entry(r.to_string())
+                .or_default()
+                .insert("DbRole".into(), role.into());
+        }
+    }
+    if !out.is_empty() {
+        out.entry(t.home().to_string())
             .or_default()
-            .insert("DbSecretArn".into(), v.clone());
+            .insert("WriterRegion".into(), t.writer().to_string());
     }
     out
 }
@@ -212,16 +215,37 @@ mod tests {
         }
     }
 
+    /// Adding a region adds nodes beside the others: every region has the same per-region
+    /// nodes, the home region four more (role, log bucket, OAC, distribution).
     #[test]
-    fn the_v2_topology_keeps_the_ids_of_the_deployed_release() {
-        let g = graph(&topologies()[0]).unwrap();
-        assert!(g.contains("primary/rds-primary"));
-        assert!(g.contains("secondary/rds-replica"));
-        assert!(g.contains("primary/cloudfront"));
-        assert!(g.contains("secondary/s3-bucket-policy"));
-        assert!(
-            g.nodes()
-                .all(|n| n.id.starts_with("primary/") || n.id.starts_with("secondary/"))
-        );
+    fn each_region_adds_the_same_nodes() {
+        let [one, four] = [&topologies()[0], &topologies()[1]].map(|t| graph(t).unwrap().len());
+        // Two regions against four.
+        let per_region = (four - one) / 2;
+        assert_eq!(four - one, 2 * per_region);
+        assert_eq!(one, 2 * per_region + 4);
+        let t = &topologies()[1];
+        let g = graph(t).unwrap();
+        for r in t.regions() {
+            let extra = if t.is_home(r) { 4 } else { 0 };
+            assert_eq!(g.nodes().filter(|n| n.region == r).count(), per_region + extra, "{r}");
+        }
+    }
+
+    /// The writer's database and secret come first; every other region's follow them.
+    #[test]
+    fn roles_follow_the_writer() {
+        let t = Topology::new("us-east-1", &["eu-west-1", "ap-southeast-2"])
+            .unwrap()
+            .with_writer(Some("eu-west-1"));
+        let g = graph(&t).unwrap();
+        let deps = |id: &str| g.get(id).unwrap().deps.clone();
+        assert!(deps("us-east-1/db-instance").contains(&"eu-west-1/db-instance".to_string()));
+        assert!(deps("ap-southeast-2/db-instance").contains(&"eu-west-1/db-instance".to_string()));
+        assert!(deps("eu-west-1/db-instance").contains(&"eu-west-1/db-secret".to_string()));
+        assert!(deps("us-east-1/db-secret").contains(&"eu-west-1/db-secret".to_string()));
+        assert!(deps("us-east-1/cloudfront").contains(&"eu-west-1/s3-bucket".to_string()));
+        assert!(deps("us-east-1/cloudfront").contains(&"ap-southeast-2/s3-bucket".to_string()));
+        assert!(g.contains("us-east-1/iam-replication-role") && !g.contains("eu-west-1/iam-replication-role"));
     }
 }

@@ -41,14 +41,25 @@ crate::spec! {
     immutable []
 }
 
-/// An origin as compared: its id and domain.
+/// An origin as compared: its id, domain, and how long CloudFront tries it before failing over.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CfOrigin {
     // Declared in the order of their names: the JSON text the origins are sorted by lists the
     // keys sorted.
+    /// SPEC v3: 2 attempts (AWS default 3) and a 5 s timeout (default 10): a dead origin fails
+    /// over in about 10 s, not 30 (CloudFront Developer Guide, "Origin settings": connection
+    /// attempts 1-3, connection timeout 1-10 s). `None`: not returned, unobservable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_attempts: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_timeout: Option<i32>,
     pub domain: String,
     pub id: String,
 }
+
+/// Connection attempts and timeout (seconds) of each origin (SPEC v3).
+const CONNECTION_ATTEMPTS: i32 = 2;
+const CONNECTION_TIMEOUT: i32 = 5;
 
 /// The failover origin group as compared: its id, members in order, status codes sorted.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -86,11 +97,17 @@ fn origin_domain(cx: &NodeCx, region: &str) -> String {
     format!("{}.s3.{region}.amazonaws.com", names::bucket(cx.inputs(), region))
 }
 
-/// The origins, in failover order: the writer region's bucket, then the next region's; each
-/// with the id of its region (`primary`, `secondary`, ...).
+/// The origins, in failover order: the writer region's bucket, then the next region's in index
+/// order after it (wrapping); each with its region as id.
 fn origins(cx: &NodeCx) -> [(String, String); 2] {
     let t = cx.topo();
-    [t.writer(), t.next(t.writer())].map(|r| (t.prefix(r), origin_domain(cx, r)))
+    [t.writer(), t.next(t.writer())].map(|r| (r.to_string(), origin_domain(cx, r)))
+}
+
+/// The origin the distribution targets where the endpoint refuses the origin group: the
+/// writer's.
+fn first_origin(cx: &NodeCx) -> String {
+    cx.topo().writer().to_string()
 }
 
 fn config(cx: &NodeCx, d: &CfSpec, caller_reference: &str, enabled: bool) -> DistributionConfig {
@@ -100,6 +117,8 @@ fn config(cx: &NodeCx, d: &CfSpec, caller_reference: &str, enabled: bool) -> Dis
         Origin::builder()
             .id(id)
             .domain_name(domain)
+            .connection_attempts(CONNECTION_ATTEMPTS)
+            .connection_timeout(CONNECTION_TIMEOUT)
             .origin_access_control_id(oac)
             .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
             .build()
@@ -195,6 +214,8 @@ fn observe(live: Live, c: &DistributionConfig) -> Live {
         .unwrap_or_default()
         .iter()
         .map(|o| CfOrigin {
+            connection_attempts: o.connection_attempts,
+            connection_timeout: o.connection_timeout,
             domain: o.domain_name.clone(),
             id: o.id.clone(),
         })
@@ -386,10 +407,13 @@ impl Kind for CloudFront {
         let mut origins: Vec<_> = origins(cx)
             .iter()
             .map(|(id, domain)| CfOrigin {
+                connection_attempts: Some(CONNECTION_ATTEMPTS),
+                connection_timeout: Some(CONNECTION_TIMEOUT),
                 domain: domain.clone(),
                 id: id.clone(),
             })
             .collect();
+        let members = origins.iter().map(|o| o.id.clone()).collect();
         sort_origins(&mut origins);
         let mut codes = FAILOVER_CODES.to_vec();
         codes.sort();
@@ -400,10 +424,10 @@ impl Kind for CloudFront {
             origins,
             origin_group: Some(CfOriginGroup {
                 id: GROUP_ID.into(),
-                members: vec!["primary".into(), "secondary".into()],
+                members,
                 codes,
             }),
-            default_target: (if refused { "primary" } else { GROUP_ID }).into(),
+            default_target: if refused { first_origin(cx) } else { GROUP_ID.into() },
             viewer_protocol_policy: "redirect-to-https".into(),
             cache_policy: CACHING_OPTIMIZED.into(),
             price_class: "PriceClass_100".into(),
@@ -446,7 +470,7 @@ impl Kind for CloudFront {
                     "the endpoint refuses the origin group as default target; targeting the primary origin"
                 );
                 let d2 = CfSpec {
-                    default_target: "primary".into(),
+                    default_target: first_origin(cx),
                     ..d.clone()
                 };
                 (send(&d2).await.op("CreateDistributionWithTags")?, true)
@@ -492,7 +516,7 @@ impl Kind for CloudFront {
             match send(d).await.op("UpdateDistribution") {
                 Err(e) if self.refused_group_target(&e, d) => {
                     let d2 = CfSpec {
-                        default_target: "primary".into(),
+                        default_target: first_origin(cx),
                         ..d.clone()
                     };
                     send(&d2).await.op("UpdateDistribution")?;
@@ -585,18 +609,23 @@ mod tests {
     fn origins_serialize_and_sort_as_their_json_objects() {
         let mut origins = vec![
             CfOrigin {
+                connection_attempts: Some(2),
+                connection_timeout: Some(5),
                 domain: "b.s3.us-east-1.amazonaws.com".into(),
-                id: "primary".into(),
+                id: "us-east-1".into(),
             },
             CfOrigin {
+                connection_attempts: None,
+                connection_timeout: None,
                 domain: "a.s3.us-west-2.amazonaws.com".into(),
-                id: "secondary".into(),
+                id: "us-west-2".into(),
             },
         ];
-        let mut values: Vec<serde_json::Value> = origins
-            .iter()
-            .map(|o| serde_json::json!({"id": o.id, "domain": o.domain}))
-            .collect();
+        let mut values: Vec<serde_json::Value> = vec![
+            serde_json::json!({"id": "us-east-1", "domain": "b.s3.us-east-1.amazonaws.com",
+                "connection_attempts": 2, "connection_timeout": 5}),
+            serde_json::json!({"id": "us-west-2", "domain": "a.s3.us-west-2.amazonaws.com"}),
+        ];
         values.sort_by_key(|v| v.to_string());
         sort_origins(&mut origins);
         assert_eq!(

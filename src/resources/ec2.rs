@@ -51,9 +51,10 @@ pub fn owner_filters(cx: &NodeCx) -> Vec<Filter> {
             .name(format!("tag:{}", crate::config::STACK_TAG))
             .values(&cx.inputs().env)
             .build(),
+        // Its id, or an id an earlier release tagged it with (several values: any matches).
         Filter::builder()
             .name(format!("tag:{}", crate::config::ID_TAG))
-            .values(cx.id())
+            .set_values(Some(cx.ids()))
             .build(),
     ]
 }
@@ -71,7 +72,7 @@ pub fn tag_map_of(t: &[Tag]) -> BTreeMap<String, String> {
 pub fn owns(cx: &NodeCx, t: &[Tag]) -> bool {
     let m = tag_map_of(t);
     m.get(crate::config::STACK_TAG) == Some(&cx.inputs().env)
-        && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
+        && m.get(crate::config::ID_TAG).is_some_and(|id| cx.ids().contains(id))
 }
 
 pub async fn retag(aws: &Aws, cx: &NodeCx, resource_id: &str) -> Result<(), NodeError> {

@@ -67,38 +67,33 @@ impl IamRole {
         let name = role_name(cx, self.1);
         let t = cx.topo();
         let key = |region: &str| cx.attr(&t.id(region, "kms-key"), "arn");
-        // The replication's source (the writer) and destination (the next region).
-        let (source, destination) = (t.writer(), t.next(t.writer()));
         let here = cx.node.region.as_str();
         Ok(match self.1 {
+            // SPEC v3: one role replicates every region's bucket to every other: each bucket
+            // is a source and a destination, each key decrypts and encrypts.
             RoleKind::Replication => {
-                let (src, dst) = (
-                    names::bucket_arn(cx.inputs(), source),
-                    names::bucket_arn(cx.inputs(), destination),
-                );
+                let buckets: Vec<String> = t.regions().map(|r| names::bucket_arn(cx.inputs(), r)).collect();
+                let objects: Vec<String> = buckets.iter().map(|b| format!("{b}/*")).collect();
+                let keys = t.regions().map(key).collect::<Result<Vec<_>, _>>()?;
                 RoleSpec {
                     name,
                     service: "s3.amazonaws.com",
                     inline_name: inline_name(RoleKind::Replication),
                     inline: policy::document(vec![
-                        policy::allow(
-                            &["s3:GetReplicationConfiguration", "s3:ListBucket"],
-                            std::slice::from_ref(&src),
-                        ),
+                        policy::allow(&["s3:GetReplicationConfiguration", "s3:ListBucket"], &buckets),
                         policy::allow(
                             &[
                                 "s3:GetObjectVersionForReplication",
                                 "s3:GetObjectVersionAcl",
                                 "s3:GetObjectVersionTagging",
                             ],
-                            &[format!("{src}/*")],
+                            &objects,
                         ),
                         policy::allow(
                             &["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"],
-                            &[format!("{dst}/*")],
+                            &objects,
                         ),
-                        policy::allow(&["kms:Decrypt"], &[key(source)?]),
-                        policy::allow(&["kms:Encrypt", "kms:GenerateDataKey"], &[key(destination)?]),
+                        policy::allow(&["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], &keys),
                     ]),
                     managed: vec![],
                     instance_profile: false,

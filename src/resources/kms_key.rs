@@ -172,7 +172,7 @@ impl Kind for KmsKey {
             .find(|a| a.alias_name.as_deref() == Some(alias.as_str()))
             .and_then(|a| a.target_key_id.clone())
             && let Some(l) = self.describe(&cx.region, &target).await?
-            && l.owned_by(&cx.env, cx.id()) != Some(false)
+            && cx.owns(&l) != Some(false)
         {
             return Ok(Some(l));
         }
@@ -196,7 +196,7 @@ impl Kind for KmsKey {
             let owned = tags.and_then(|t| t.tags).is_some_and(|t| {
                 let m = tag_map(t.into_iter().map(|t| (t.tag_key, t.tag_value)));
                 m.get(crate::config::STACK_TAG) == Some(&cx.inputs().env)
-                    && m.get(crate::config::ID_TAG).map(String::as_str) == Some(cx.id())
+                    && m.get(crate::config::ID_TAG).is_some_and(|id| cx.ids().contains(id))
             });
             if owned && let Some(l) = self.describe(&cx.region, &id).await? {
                 found.push(l);

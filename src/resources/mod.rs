@@ -1,6 +1,7 @@
 //! Resource kinds, one file each. Each holds the AWS handle; the engine sees only `Resource`.
 
 pub mod asg;
+pub mod by_role;
 pub mod cf_oac;
 pub mod cloudfront;
 pub mod cx;
@@ -24,6 +25,7 @@ pub mod s3_bucket;
 pub mod s3_bucket_policy;
 pub mod s3_notification;
 pub mod s3_replication;
+pub mod secret_replica;
 pub mod security_group;
 pub mod sns_topic;
 pub mod subnet;

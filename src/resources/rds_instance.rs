@@ -1,6 +1,7 @@
-//! `rds-primary` (Postgres, Multi-AZ, master password from `db-secret`) and
-//! `rds-replica` (cross-region read replica by the primary's ARN, encrypted with the secondary
-//! key; defect 2 of the reference). The password is read from the secret only to be sent.
+//! `db-instance`: in the writer region the writer (Postgres, Multi-AZ, master password from the
+//! writer's `db-secret`), in every other region a cross-region read replica of the writer by its
+//! ARN, encrypted with that region's key (defect 2 of the reference). The role follows the
+//! writer region (`by_role`). The password is read from the secret only to be sent.
 
 use super::cx::StackCx;
 use super::db_subnet_group;
@@ -216,7 +217,7 @@ impl Kind for RdsInstance {
                 ..common
             },
             Role::Replica => DbSpec {
-                source: Some(cx.attr(&cx.writer("rds-primary"), "arn")?),
+                source: Some(cx.attr(&cx.writer("db-instance"), "arn")?),
                 ..common
             },
         })

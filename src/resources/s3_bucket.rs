@@ -386,7 +386,7 @@ impl Kind for S3Bucket {
             )
         };
         let live = self.describe(cx, name).await?.ok_or_else(missing)?;
-        if live.owned_by(&cx.env, cx.id()) != Some(true) {
+        if cx.owns(&live) != Some(true) {
             // moto ignores tags in CreateBucketConfiguration (AWS applies them), and keeps the
             // tags of a deleted bucket for a new one of the same name. The bucket was just
             // created here: it is ours.

@@ -198,7 +198,7 @@ impl<K: Kind> Resource for Typed<K> {
         Ok(to_props(&self.0.desired(cx).await?))
     }
 
-    fn immutable(&self) -> &'static [&'static str] {
+    fn immutable(&self, _cx: &NodeCx) -> &'static [&'static str] {
         <K::Spec as Spec>::IMMUTABLE
     }
 

@@ -251,28 +251,22 @@ pub fn r(region: &str) -> String {
 /// The first secondary region: the other end of the pairwise checks (replication, the secret's
 /// replica, the CloudFront failover origin) for now.
 pub fn first_secondary(i: &Inputs) -> &str {
-    &i.topology.secondaries()[0]
+    i.topology.secondaries().next().expect("a secondary region")
 }
 
-/// The logical id of `kind` in `region`, as the deployed release names it: `primary/<kind>` for
-/// the home region, `secondary/<kind>` for the first secondary (`secondaryN/<kind>` for the N-th).
-/// The one place the tests spell a logical id.
+/// The logical id of `kind` in `region` (SPEC v3: `{R}/{node}`). The one place the tests spell
+/// a logical id.
 pub fn node_id(i: &Inputs, region: &str, kind: &str) -> String {
-    let prefix = match i.topology.index(region) {
-        Some(0) => "primary".to_string(),
-        Some(1) => "secondary".to_string(),
-        Some(n) => format!("secondary{n}"),
-        None => panic!("{region} is not a region of {}", i.topology),
-    };
-    format!("{prefix}/{kind}")
+    assert!(
+        i.topology.index(region).is_some(),
+        "{region} is not a region of {}",
+        i.topology
+    );
+    format!("{region}/{kind}")
 }
 
-/// The kind of the database of `region`: the primary in the writer region (which also holds the
-/// secret), a replica elsewhere.
-pub fn db_kind(i: &Inputs, region: &str) -> &'static str {
-    if region == i.topology.writer() {
-        "rds-primary"
-    } else {
-        "rds-replica"
-    }
+/// The kind of the database node of `region`: `db-instance` everywhere (its role follows the
+/// writer region).
+pub fn db_kind(_i: &Inputs, _region: &str) -> &'static str {
+    "db-instance"
 }

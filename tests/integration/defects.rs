@@ -3,6 +3,7 @@
 use crate::common::{self, first_secondary, node_id, raw, run};
 use crate::{verify, verify_edge};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tap::app::{Command, Options, Report};
 use tap::aws::{Aws, Call};
@@ -64,7 +65,7 @@ async fn defect_1_destination_bucket_exists_and_is_versioned_before_the_rule() {
     );
     let pk = verify::kms_key(&d.aws, &d.i, home).await;
     let sk = verify::kms_key(&d.aws, &d.i, sec).await;
-    verify::replication(&d.aws, &d.i, (home, &pk), (sec, &sk)).await;
+    verify::replication(&d.aws, &d.i, &BTreeMap::from([(home, pk.clone()), (sec, sk.clone())])).await;
     d.destroy().await;
 }
 
@@ -96,7 +97,7 @@ async fn defect_3_sse_kms_objects_have_a_replica_key_and_encrypt_permission() {
     let sk = verify::kms_key(&d.aws, &d.i, sec).await;
     // Replica key and kms:Encrypt on it are checked from the API; source selection of SSE-KMS
     // objects is sent (see the request below) but moto never returns it.
-    verify::replication(&d.aws, &d.i, (home, &pk), (sec, &sk)).await;
+    verify::replication(&d.aws, &d.i, &BTreeMap::from([(home, pk.clone()), (sec, sk.clone())])).await;
     let state = tap::engine::state::State::load(&d.o.state_path).unwrap();
     assert_eq!(
         state.nodes[&node_id(&d.i, home, "s3-replication")].props["sse_kms_encrypted_objects"],

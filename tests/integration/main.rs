@@ -6,6 +6,7 @@ mod defects;
 mod drift;
 mod faults;
 mod interrupt;
+mod migration;
 mod operator;
 mod recovery;
 mod rules;

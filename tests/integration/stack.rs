@@ -1,7 +1,7 @@
 //! End to end on the whole stack: deploy, check every SPEC row in both regions, redeploy
 //! without a mutating call, destroy, nothing left.
 
-use crate::common::{self, first_secondary, mutating, node_id, r, raw, run};
+use crate::common::{self, mutating, node_id, r, raw, run};
 use crate::{verify, verify_edge, verify_stack};
 use std::collections::BTreeMap;
 use tap::app::Command;
@@ -31,18 +31,19 @@ async fn deploy_check_redeploy_destroy() {
 
     check_everything(&aws, &i).await;
     // No secret value anywhere: state file, outputs, the plan of a second run.
-    let (writer, replica) = (i.topology.writer(), first_secondary(&i));
-    let password = verify_stack::secret(
-        &aws,
-        &i,
-        (writer, &verify::kms_key(&aws, &i, writer).await),
-        (replica, &verify::kms_key(&aws, &i, replica).await),
-    )
-    .await;
+    let mut keys = std::collections::BTreeMap::new();
+    for region in i.topology.regions() {
+        keys.insert(region, verify::kms_key(&aws, &i, region).await);
+    }
+    let password = verify_stack::secret(&aws, &i, &keys).await;
     let state_text = std::fs::read_to_string(&o.state_path).unwrap();
     assert!(!state_text.contains(&password), "the password is in the state file");
     assert!(!format!("{:?}", first.outputs).contains(&password));
     assert!(first.outputs["eu-west-1"]["DbSecretArn"].contains(":eu-west-1:"));
+    // SPEC v3: each region's database role, and the writer region in the home region.
+    assert_eq!(first.outputs["us-east-1"]["DbRole"], "writer");
+    assert_eq!(first.outputs["eu-west-1"]["DbRole"], "replica");
+    assert_eq!(first.outputs["us-east-1"]["WriterRegion"], "us-east-1");
     assert_eq!(
         first.outputs["us-east-1"]["BucketName"],
         format!("tap-bucket-useast1-{env}-{}", verify::ACCOUNT)
@@ -198,9 +199,7 @@ pub async fn check_everything(aws: &Aws, i: &Inputs) {
         verify::bucket(aws, i, region, &key).await;
         keys.insert(region, key);
     }
-    // Pairwise, for now: the home region and the first secondary.
-    let (home, other) = (i.topology.home(), first_secondary(i));
-    verify::replication(aws, i, (home, &keys[home]), (other, &keys[other])).await;
+    verify::replication(aws, i, &keys).await;
     for region in i.topology.regions() {
         let key = &keys[region];
         verify_stack::network(aws, i, region).await;
@@ -210,6 +209,5 @@ pub async fn check_everything(aws: &Aws, i: &Inputs) {
         verify_edge::compute(aws, i, region, key).await;
     }
     verify_edge::cdn(aws, i).await;
-    let writer = i.topology.writer();
-    verify_stack::secret(aws, i, (writer, &keys[writer]), (other, &keys[other])).await;
+    verify_stack::secret(aws, i, &keys).await;
 }

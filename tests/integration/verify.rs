@@ -235,14 +235,11 @@ pub async fn bucket(aws: &Aws, i: &Inputs, region: &str, key_arn: &str) {
     assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], json!("false"));
 }
 
-/// The replication role and configuration from `source` to `destination` (defects 1 and 3 of
-/// the reference). The role lives in the home region.
-pub async fn replication(
-    aws: &Aws,
-    i: &Inputs,
-    (source, source_key): (&str, &str),
-    (destination, destination_key): (&str, &str),
-) {
+/// SPEC v3 `iam-replication-role` and every region's `s3-replication`: one role for every
+/// bucket and key; each bucket replicates to every other (one rule per destination), SSE-KMS
+/// objects with the destination's key (defect 3), metrics on, replica modifications synced.
+/// `keys`: region → its key's ARN.
+pub async fn replication(aws: &Aws, i: &Inputs, keys: &BTreeMap<&str, String>) {
     let home = i.topology.home();
     let iam = aws.iam(home);
     let role_name = format!("tap-s3-replication-{}", i.env);
@@ -263,8 +260,7 @@ pub async fn replication(
         .await
         .unwrap();
     let doc = tap::resources::policy::parse(&doc.policy_document);
-    let src = format!("arn:aws:s3:::tap-bucket-{}-{}-{ACCOUNT}", r(source), i.env);
-    let dst = format!("arn:aws:s3:::tap-bucket-{}-{}-{ACCOUNT}", r(destination), i.env);
+    let bucket_arn = |region: &str| format!("arn:aws:s3:::tap-bucket-{}-{}-{ACCOUNT}", r(region), i.env);
     let grants = |resource: &str| -> Vec<String> {
         let mut v: Vec<String> = statements(&doc)
             .iter()
@@ -274,76 +270,88 @@ pub async fn replication(
         v.sort();
         v
     };
-    assert_eq!(grants(&src), ["s3:GetReplicationConfiguration", "s3:ListBucket"]);
-    assert_eq!(
-        grants(&format!("{src}/*")),
-        [
-            "s3:GetObjectVersionAcl",
-            "s3:GetObjectVersionForReplication",
-            "s3:GetObjectVersionTagging"
-        ]
-    );
-    assert_eq!(
-        grants(&format!("{dst}/*")),
-        ["s3:ReplicateDelete", "s3:ReplicateObject", "s3:ReplicateTags"]
-    );
-    assert_eq!(grants(source_key), ["kms:Decrypt"]);
-    assert_eq!(
-        grants(destination_key),
-        ["kms:Encrypt", "kms:GenerateDataKey"],
-        "defect 3: kms:Encrypt on the destination key"
-    );
+    for region in i.topology.regions() {
+        let b = bucket_arn(region);
+        assert_eq!(grants(&b), ["s3:GetReplicationConfiguration", "s3:ListBucket"], "{b}");
+        assert_eq!(
+            grants(&format!("{b}/*")),
+            [
+                "s3:GetObjectVersionAcl",
+                "s3:GetObjectVersionForReplication",
+                "s3:GetObjectVersionTagging",
+                "s3:ReplicateDelete",
+                "s3:ReplicateObject",
+                "s3:ReplicateTags"
+            ],
+            "{b}/*"
+        );
+        assert_eq!(
+            grants(&keys[region]),
+            ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+            "defect 3: kms:Encrypt on every key"
+        );
+    }
 
-    let conf = aws
-        .s3(source)
-        .get_bucket_replication()
-        .bucket(format!("tap-bucket-{}-{}-{ACCOUNT}", r(source), i.env))
-        .send()
-        .await
-        .unwrap();
-    let conf = conf.replication_configuration.unwrap();
-    assert_eq!(conf.role, role.arn);
-    assert_eq!(conf.rules.len(), 1);
-    let rule = &conf.rules[0];
-    assert_eq!(rule.id.as_deref(), Some("ReplicateToSecondaryRegion"));
-    assert_eq!(rule.status.as_str(), "Enabled");
-    assert_eq!(rule.priority, Some(1));
-    assert_eq!(
-        rule.filter.as_ref().and_then(|f| f.prefix.clone()).unwrap_or_default(),
-        ""
-    );
-    assert_eq!(
-        rule.delete_marker_replication
-            .as_ref()
-            .and_then(|d| d.status.clone())
-            .map(|s| s.as_str().to_string())
-            .as_deref(),
-        Some("Disabled")
-    );
-    let dest = rule.destination.as_ref().unwrap();
-    assert_eq!(dest.bucket, dst, "defect 1: the destination is the secondary bucket");
-    assert_eq!(dest.storage_class.as_ref().map(|s| s.as_str()), Some("STANDARD_IA"));
-    // SPEC v2: replication metrics on.
-    assert_eq!(
-        dest.metrics.as_ref().map(|m| m.status.as_str()),
-        Some("Enabled"),
-        "replication metrics"
-    );
-    assert_eq!(
-        dest.encryption_configuration
-            .as_ref()
-            .and_then(|e| e.replica_kms_key_id.as_deref()),
-        Some(destination_key),
-        "defect 3: replica key"
-    );
-    // moto never returns SourceSelectionCriteria, so SSE-KMS selection is unobservable here; on
-    // AWS it comes back Enabled. Check it whenever the endpoint returns it.
-    if let Some(ssc) = rule
-        .source_selection_criteria
-        .as_ref()
-        .and_then(|s| s.sse_kms_encrypted_objects.as_ref())
-    {
-        assert_eq!(ssc.status.as_str(), "Enabled", "defect 3: SSE-KMS objects selected");
+    for source in i.topology.regions() {
+        let conf = aws
+            .s3(source)
+            .get_bucket_replication()
+            .bucket(format!("tap-bucket-{}-{}-{ACCOUNT}", r(source), i.env))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("replication of {source}'s bucket: {e:?}"));
+        let conf = conf.replication_configuration.unwrap();
+        assert_eq!(conf.role, role.arn);
+        let others: Vec<&str> = i.topology.regions().filter(|d| *d != source).collect();
+        assert_eq!(conf.rules.len(), others.len(), "{source}: one rule per other region");
+        for d in others {
+            let id = format!("ReplicateTo-{d}");
+            let rule = conf
+                .rules
+                .iter()
+                .find(|r| r.id.as_deref() == Some(id.as_str()))
+                .unwrap_or_else(|| panic!("{source}: no rule {id}"));
+            assert_eq!(rule.status.as_str(), "Enabled");
+            assert_eq!(rule.priority, Some(i.topology.index(d).unwrap() as i32 + 1));
+            assert_eq!(
+                rule.filter.as_ref().and_then(|f| f.prefix.clone()).unwrap_or_default(),
+                ""
+            );
+            assert_eq!(
+                rule.delete_marker_replication
+                    .as_ref()
+                    .and_then(|d| d.status.clone())
+                    .map(|s| s.as_str().to_string())
+                    .as_deref(),
+                Some("Disabled")
+            );
+            let dest = rule.destination.as_ref().unwrap();
+            assert_eq!(dest.bucket, bucket_arn(d), "defect 1: the destination bucket");
+            assert_eq!(dest.storage_class.as_ref().map(|s| s.as_str()), Some("STANDARD_IA"));
+            assert_eq!(
+                dest.metrics.as_ref().map(|m| m.status.as_str()),
+                Some("Enabled"),
+                "replication metrics"
+            );
+            assert_eq!(
+                dest.encryption_configuration
+                    .as_ref()
+                    .and_then(|e| e.replica_kms_key_id.as_deref()),
+                Some(keys[d].as_str()),
+                "defect 3: replica key"
+            );
+            // moto never returns SourceSelectionCriteria, so SSE-KMS selection and replica
+            // modifications are unobservable here; on AWS they come back Enabled. Checked
+            // whenever the endpoint returns them.
+            if let Some(ssc) = rule.source_selection_criteria.as_ref() {
+                if let Some(s) = ssc.sse_kms_encrypted_objects.as_ref() {
+                    assert_eq!(s.status.as_str(), "Enabled", "defect 3: SSE-KMS objects selected");
+                }
+                if let Some(s) = ssc.replica_modifications.as_ref() {
+                    assert_eq!(s.status.as_str(), "Enabled", "replica modifications synced");
+                }
+            }
+        }
     }
 }
 

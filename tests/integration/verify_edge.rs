@@ -1,6 +1,6 @@
 //! SPEC checks for compute, monitoring and CloudFront rows, and "nothing of the env remains".
 
-use crate::common::{first_secondary, node_id, r};
+use crate::common::{node_id, r};
 use crate::verify::{ACCOUNT, assert_tags, statements};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -289,8 +289,12 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
     let origins = c.origins.as_ref().unwrap().items();
     let domains: Vec<&str> = origins.iter().map(|o| o.domain_name.as_str()).collect();
     let origin = |region: &str| format!("tap-bucket-{}-{}-{ACCOUNT}.s3.{region}.amazonaws.com", r(region), i.env);
-    assert_eq!(domains, [origin(home), origin(first_secondary(i))]);
+    let writer = i.topology.writer();
+    assert_eq!(domains, [origin(writer), origin(i.topology.next(writer))]);
     for o in origins {
+        // SPEC v3: a dead origin fails over in about 10 s.
+        assert_eq!(o.connection_attempts, Some(2), "{}", o.id);
+        assert_eq!(o.connection_timeout, Some(5), "{}", o.id);
         // moto omits S3OriginConfig on the way back; AWS returns it with an empty identity.
         let oai = o
             .s3_origin_config
@@ -313,7 +317,8 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
         .iter()
         .map(|m| m.origin_id.as_str())
         .collect();
-    assert_eq!(members, ["primary", "secondary"]);
+    // SPEC v3: the writer's bucket first, then the next region's; origins named by region.
+    assert_eq!(members, [writer, i.topology.next(writer)]);
     let mut codes = g
         .failover_criteria
         .as_ref()
@@ -329,7 +334,7 @@ pub async fn cdn(aws: &Aws, i: &Inputs) {
     // moto refuses an origin group as the default behaviour's target (AWS accepts it); tap then
     // targets the primary origin. On any endpoint that accepts it, the target is the group.
     assert!(
-        b.target_origin_id == "tap-failover" || b.target_origin_id == "primary",
+        b.target_origin_id == "tap-failover" || b.target_origin_id == writer,
         "{}",
         b.target_origin_id
     );

@@ -356,32 +356,35 @@ pub async fn roles(aws: &Aws, i: &Inputs, region: &str, key_arn: &str, topic_arn
     );
 }
 
-/// `db-secret` (SPEC v2): name, the key of its region (`writer`), its replica in
-/// `replica_region` under that region's key, tags, and a SecretString RDS accepts. Returns the
-/// password, for tests that look for leaks.
-pub async fn secret(
-    aws: &Aws,
-    i: &Inputs,
-    (writer, primary_key): (&str, &str),
-    (replica_region, secondary_key): (&str, &str),
-) -> String {
+/// SPEC v3 `db-secret`: the writer's secret under its region's key, tags, and a SecretString
+/// RDS accepts; in every other region its replica under that region's key, `InSync`. `keys`:
+/// region → its key's ARN. Returns the password, for tests that look for leaks.
+pub async fn secret(aws: &Aws, i: &Inputs, keys: &BTreeMap<&str, String>) -> String {
+    let writer = i.topology.writer();
     let sm = aws.secrets(writer);
     let name = format!("tap-db-{}", i.env);
     let d = sm.describe_secret().secret_id(&name).send().await.unwrap();
     assert_eq!(
         d.kms_key_id.as_deref(),
-        Some(primary_key),
+        Some(keys[writer].as_str()),
         "{name} encrypted with the region key"
     );
     assert!(d.deleted_date.is_none());
     let replicas = d.replication_status();
-    assert_eq!(replicas.len(), 1, "{replicas:?}");
-    assert_eq!(replicas[0].region.as_deref(), Some(replica_region));
-    assert_eq!(
-        replicas[0].kms_key_id.as_deref(),
-        Some(secondary_key),
-        "replica under the secondary key"
-    );
+    let others: Vec<&str> = i.topology.regions().filter(|r| *r != writer).collect();
+    assert_eq!(replicas.len(), others.len(), "{replicas:?}");
+    for region in &others {
+        let rep = replicas
+            .iter()
+            .find(|r| r.region.as_deref() == Some(*region))
+            .unwrap_or_else(|| panic!("no replica in {region}: {replicas:?}"));
+        assert_eq!(
+            rep.kms_key_id.as_deref(),
+            Some(keys[region].as_str()),
+            "replica under {region}'s key"
+        );
+        assert_eq!(rep.status.as_ref().map(|s| s.as_str()), Some("InSync"), "{region}");
+    }
     let tags = d
         .tags()
         .iter()
@@ -394,15 +397,20 @@ pub async fn secret(
     let password = v["password"].as_str().unwrap().to_string();
     assert_eq!(password.len(), 32);
     assert!(!password.contains(['/', '"', '@', '\\', ' ']), "characters RDS refuses");
-    // The replica is readable in the secondary region (by ARN: moto finds replicas by ARN only).
-    let replica_arn = d.arn().unwrap().replacen(writer, replica_region, 1);
-    let replica = aws
-        .secrets(replica_region)
-        .describe_secret()
-        .secret_id(&replica_arn)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replica.kms_key_id.as_deref(), Some(secondary_key));
+    // Each replica is readable in its region (by ARN: moto finds replicas by ARN only).
+    for region in others {
+        let replica_arn = d
+            .arn()
+            .unwrap()
+            .replacen(&format!(":{writer}:"), &format!(":{region}:"), 1);
+        let replica = aws
+            .secrets(region)
+            .describe_secret()
+            .secret_id(&replica_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("replica {replica_arn}: {e:?}"));
+        assert_eq!(replica.kms_key_id.as_deref(), Some(keys[region].as_str()), "{region}");
+    }
     password
 }

@@ -48,7 +48,7 @@ impl Driver {
             // stopped half-way. Converge what differs.
             let changes = diff(desired, &live.props);
             let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
-            if !keys.is_empty() && !keys.iter().any(|k| r.immutable().contains(&k.as_str())) {
+            if !keys.is_empty() && !keys.iter().any(|k| r.immutable(cx).contains(&k.as_str())) {
                 self.call(cx, || r.update(cx, &live, desired, &keys)).await?;
                 live = self.call(cx, || r.read(&fresh)).await?.unwrap_or(live);
             }
@@ -159,10 +159,7 @@ impl Driver {
                 &format!("looking for the object after {} ({})", after.op, after.code),
             );
             if let Some(live) = self.read(r, cx).await? {
-                if after.class == ErrorClass::AlreadyExists
-                    && live.owned_by(&cx.env, cx.id()).is_none()
-                    && live.tags.is_some()
-                {
+                if after.class == ErrorClass::AlreadyExists && cx.owns(&live).is_none() && live.tags.is_some() {
                     return Err(NodeError::fatal(
                         after.op.clone(),
                         "NotOwned",

@@ -87,6 +87,18 @@ impl RegionPermits {
     }
 }
 
+/// The ownership tags of an object as a person reads them: `tap:stack=prod, no tap:id tag`.
+pub fn ownership_tags(tags: &BTreeMap<String, String>) -> String {
+    [crate::resource::STACK_TAG, crate::resource::ID_TAG]
+        .iter()
+        .map(|k| match tags.get(*k) {
+            Some(v) => format!("{k}={v}"),
+            None => format!("no {k} tag"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Shared by every node of a run.
 pub struct Driver {
     pub store: Arc<StateStore>,
@@ -209,17 +221,16 @@ impl Driver {
     pub(crate) async fn read(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let live = self.call(cx, || r.read(cx)).await?;
         if let Some(l) = &live
-            && l.owned_by(&cx.env, cx.id()) == Some(false)
+            && cx.owns(l) == Some(false)
         {
             let t = l.tags.clone().unwrap_or_default();
             return Err(NodeError::fatal(
                 "adopt",
                 "NotOwned",
                 format!(
-                    "{} exists but is tagged tap:stack={:?} tap:id={:?}; tap will not take it over",
+                    "{} exists but is tagged {}; tap will not take it over",
                     l.physical_id,
-                    t.get(crate::resource::STACK_TAG),
-                    t.get(crate::resource::ID_TAG)
+                    ownership_tags(&t)
                 ),
             ));
         }
@@ -241,17 +252,17 @@ impl Driver {
         }
         Ok(match live {
             None => Action::Create,
-            Some(l) => self.classify(r, diff(&desired, &l.props)),
+            Some(l) => self.classify(r, cx, diff(&desired, &l.props)),
         })
     }
 
-    fn classify(&self, r: &dyn Resource, changes: Vec<Change>) -> Action {
+    fn classify(&self, r: &dyn Resource, cx: &NodeCx, changes: Vec<Change>) -> Action {
         if changes.is_empty() {
             Action::None
-        } else if changes.iter().any(|c| r.immutable().contains(&c.key.as_str())) {
+        } else if changes.iter().any(|c| r.immutable(cx).contains(&c.key.as_str())) {
             let because = changes
                 .iter()
-                .filter(|c| r.immutable().contains(&c.key.as_str()))
+                .filter(|c| r.immutable(cx).contains(&c.key.as_str()))
                 .map(|c| c.key.clone())
                 .collect();
             Action::Replace { changes, because }
@@ -297,7 +308,7 @@ impl Driver {
         }
         let (action, live) = match live {
             None => (Action::Create, self.create(r, cx, &desired).await?),
-            Some(l) => match self.classify(r, diff(&desired, &l.props)) {
+            Some(l) => match self.classify(r, cx, diff(&desired, &l.props)) {
                 Action::None => (Action::None, l),
                 Action::Update { changes } => {
                     self.record(cx, &l, l.props.clone(), NodeStatus::Updating).await?;
@@ -419,7 +430,7 @@ impl Driver {
             };
             let action = match live {
                 None => Action::None,
-                Some(l) if l.owned_by(&cx.env, cx.id()) == Some(false) => {
+                Some(l) if cx.owns(&l) == Some(false) => {
                     return Ok(Action::Skip {
                         reason: format!("{} is not tagged tap:stack={}", l.physical_id, cx.env),
                     });
@@ -657,5 +668,19 @@ mod permit_tests {
         assert_eq!(peak[0].load(Ordering::SeqCst), 2);
         assert_eq!(peak[1].load(Ordering::SeqCst), 2);
         assert_eq!(total_peak.load(Ordering::SeqCst), 4, "the regions ran side by side");
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    use super::ownership_tags;
+    use std::collections::BTreeMap;
+
+    /// Regression: the refusal printed Rust's debug form (`tap:stack=Some("x") tap:id=None`).
+    #[test]
+    fn a_foreign_objects_tags_read_as_plain_words() {
+        let t = BTreeMap::from([("tap:stack".to_string(), "someone-else".to_string())]);
+        assert_eq!(ownership_tags(&t), "tap:stack=someone-else, no tap:id tag");
+        assert_eq!(ownership_tags(&BTreeMap::new()), "no tap:stack tag, no tap:id tag");
     }
 }

@@ -76,10 +76,16 @@ impl Live {
     /// `Some(true)` when tagged for `env`, `Some(false)` when tagged for another stack or for
     /// another logical id, `None` when it carries no ownership tags (or takes none).
     pub fn owned_by(&self, env: &str, id: &str) -> Option<bool> {
+        self.owned_by_any(env, &[id])
+    }
+
+    /// As [`Live::owned_by`], for a node known by several ids (its id and those an earlier
+    /// release gave it).
+    pub fn owned_by_any(&self, env: &str, ids: &[&str]) -> Option<bool> {
         let t = self.tags.as_ref()?;
         match (t.get(STACK_TAG), t.get(ID_TAG)) {
             (None, None) => None,
-            (s, i) => Some(s.map(String::as_str) == Some(env) && i.is_none_or(|i| i == id)),
+            (s, i) => Some(s.map(String::as_str) == Some(env) && i.is_none_or(|i| ids.contains(&i.as_str()))),
         }
     }
 }
@@ -194,6 +200,9 @@ pub struct NodeCx {
     pub deps: BTreeMap<String, BTreeMap<String, String>>,
     /// Plan mode: a dependency value that does not exist yet reads as [`KNOWN_AFTER_APPLY`].
     pub planning: bool,
+    /// Other ids this node's objects may carry as their `tap:id` (an earlier release's ids, until
+    /// the next deploy retags them): adoption and look-ups accept them as this node's.
+    pub aliases: Vec<String>,
     /// While creating: the idempotency token of this create (same for every retry of it and for
     /// a rerun after a crash; new only for a new generation of the object).
     pub token: Option<String>,
@@ -213,6 +222,21 @@ impl fmt::Debug for NodeCx {
 impl NodeCx {
     pub fn id(&self) -> &str {
         &self.node.id
+    }
+
+    /// Whether `live` is this node's object (see [`Live::owned_by`]), by its id or an alias.
+    pub fn owns(&self, live: &Live) -> Option<bool> {
+        let ids: Vec<&str> = std::iter::once(self.id())
+            .chain(self.aliases.iter().map(String::as_str))
+            .collect();
+        live.owned_by_any(&self.env, &ids)
+    }
+
+    /// Every `tap:id` value this node's objects may carry: its id first, then its aliases.
+    pub fn ids(&self) -> Vec<String> {
+        std::iter::once(self.id().to_string())
+            .chain(self.aliases.iter().cloned())
+            .collect()
     }
 
     /// The physical id recorded in state by an earlier run.
@@ -277,6 +301,7 @@ pub fn test_cx(id: &str, kind: &'static str) -> NodeCx {
         env: "dev".into(),
         stack: Arc::new(()),
         wait: WaitPolicy::default(),
+        aliases: vec![],
         region: "us-east-1".into(),
         prior: None,
         deps: BTreeMap::new(),
@@ -331,7 +356,7 @@ pub trait Resource: Send + Sync {
     async fn desired(&self, cx: &NodeCx) -> Result<Props, NodeError>;
 
     /// Properties that cannot change in place: a difference means replacement.
-    fn immutable(&self) -> &'static [&'static str] {
+    fn immutable(&self, _cx: &NodeCx) -> &'static [&'static str] {
         &[]
     }
 

@@ -12,7 +12,10 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this tap writes. 2: SPEC v3 (region ids, region indexes, writer region).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema this tap reads; the stack migrates it (SPEC v3 "Migration from v2").
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +72,13 @@ pub struct State {
     /// Where the time of the last deploy or destroy went (`tap timeline` draws it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<crate::timeline::Timeline>,
+    /// Each region's fixed index (a region key to the engine), recorded when it is first
+    /// deployed: adding or removing a region never renumbers the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, u32>,
+    /// The region that writes, when another than the stack's home (after a failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_region: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +92,7 @@ pub enum StateError {
     #[error("state file {path} is not valid tap state ({reason}); it was left untouched")]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "state file {path} has schema version {found}, this tap understands {SCHEMA_VERSION}; it was left untouched"
+        "state file {path} has schema version {found}, this tap understands {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}; it was left untouched (a newer tap wrote it)"
     )]
     Schema { path: PathBuf, found: u64 },
     #[error("state {path} is locked by another tap run: {holder}")]
@@ -119,6 +129,8 @@ impl State {
             outputs: BTreeMap::new(),
             generations: BTreeMap::new(),
             last_run: None,
+            regions: BTreeMap::new(),
+            writer_region: None,
         }
     }
 
@@ -139,7 +151,7 @@ impl State {
             reason: e.to_string(),
         })?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) if (u64::from(OLDEST_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&v) => {}
             Some(found) => {
                 return Err(StateError::Schema {
                     path: path.to_path_buf(),

@@ -1,0 +1,226 @@
+//! `db-secret` outside the writer region: the replica of the writer's secret in this region,
+//! encrypted with this region's key, `InSync` (SPEC v3: "so a failover has its credentials").
+//!
+//! A replica is managed through the writer's secret (Secrets Manager API reference,
+//! ReplicateSecretToRegions / RemoveRegionsFromReplication; its state is the primary's
+//! `ReplicationStatus` for the region: `InProgress`, `InSync` or `Failed` with a message). A
+//! replica carries the primary's tags, so it is found by its ARN (the primary's with the region
+//! swapped), never by its tags.
+
+use super::cx::StackCx;
+use super::typed::{Kind, Observe};
+use crate::aws::{Aws, SendExt};
+use crate::engine::resource::{Live, NodeCx, NodeError, Readiness};
+use aws_sdk_secretsmanager::types::{ReplicaRegionType, ReplicationStatusType, StatusType};
+use std::sync::Arc;
+
+pub struct SecretReplica(pub Arc<Aws>);
+
+const GONE: &[&str] = &["ResourceNotFoundException"];
+
+crate::spec! {
+    /// The replica's key: this region's.
+    pub struct ReplicaSpec, ReplicaLive, ReplicaChanged {
+        kms_key: String,
+    }
+    immutable []
+}
+
+/// The ARN of the secret `arn` (in its own region) as replicated to `region`: same name and
+/// suffix (Secrets Manager User Guide, "Replicate an AWS Secrets Manager secret").
+pub fn replica_arn(arn: &str, region: &str) -> String {
+    let mut parts: Vec<&str> = arn.splitn(5, ':').collect();
+    if parts.len() == 5 {
+        parts[3] = region;
+    }
+    parts.join(":")
+}
+
+impl SecretReplica {
+    /// The writer's secret: its region and ARN (from its node, a dependency of this one).
+    fn primary(cx: &NodeCx) -> Result<(String, String), NodeError> {
+        let writer = cx.topo().writer().to_string();
+        let arn = cx.attr(&cx.writer("db-secret"), "arn")?;
+        Ok((writer, arn))
+    }
+
+    /// This region's entry in the writer's replication status, if it has one.
+    async fn status(&self, cx: &NodeCx) -> Result<Option<(String, ReplicationStatusType)>, NodeError> {
+        let (writer, arn) = Self::primary(cx)?;
+        let Some(out) = self
+            .0
+            .secrets(&writer)
+            .describe_secret()
+            .secret_id(&arn)
+            .send()
+            .await
+            .absent_on("DescribeSecret", GONE)?
+        else {
+            return Ok(None);
+        };
+        let arn = out.arn.clone().unwrap_or(arn);
+        Ok(out
+            .replication_status()
+            .iter()
+            .find(|r| r.region() == Some(cx.region.as_str()))
+            .map(|r| (arn, r.clone())))
+    }
+
+    async fn replicate(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<(), NodeError> {
+        let (writer, arn) = Self::primary(cx)?;
+        self.0
+            .secrets(&writer)
+            .replicate_secret_to_regions()
+            .secret_id(&arn)
+            .add_replica_regions(
+                ReplicaRegionType::builder()
+                    .region(&cx.region)
+                    .kms_key_id(&want.kms_key)
+                    .build(),
+            )
+            .send()
+            .await
+            .op("ReplicateSecretToRegions")
+            .map(|_| ())
+    }
+
+    async fn remove(&self, cx: &NodeCx) -> Result<(), NodeError> {
+        let (writer, arn) = Self::primary(cx)?;
+        let r = self
+            .0
+            .secrets(&writer)
+            .remove_regions_from_replication()
+            .secret_id(&arn)
+            .remove_replica_regions(&cx.region)
+            .send()
+            .await
+            .op("RemoveRegionsFromReplication");
+        match r {
+            Ok(_) => Ok(()),
+            // The primary is gone, or this region is no longer among its replicas.
+            Err(e) if GONE.contains(&e.code.as_str()) || e.code == "InvalidParameterException" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Kind for SecretReplica {
+    type Spec = ReplicaSpec;
+
+    async fn desired(&self, cx: &NodeCx) -> Result<ReplicaSpec, NodeError> {
+        Ok(ReplicaSpec {
+            kms_key: cx.attr(&cx.local("kms-key"), "arn")?,
+        })
+    }
+
+    fn object(&self, cx: &NodeCx) -> String {
+        format!(
+            "replica in {} of secret {}",
+            cx.region,
+            super::db_secret::secret_name(&cx.inputs().env)
+        )
+    }
+
+    async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
+        if cx.planning && Self::primary(cx).is_ok_and(|(_, arn)| !arn.starts_with("arn:")) {
+            // The writer's secret does not exist yet: neither does its replica.
+            return Ok(None);
+        }
+        let Some((arn, status)) = self.status(cx).await? else {
+            return Ok(None);
+        };
+        let replica = replica_arn(&arn, &cx.region);
+        Ok(Some(
+            Live::new(&replica)
+                .arn(&replica)
+                .attr("name", super::db_secret::secret_name(&cx.inputs().env))
+                .observed(&ReplicaLive {
+                    kms_key: status.kms_key_id.clone(),
+                }),
+        ))
+    }
+
+    async fn create(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<Live, NodeError> {
+        self.replicate(cx, want).await?;
+        let (_, arn) = Self::primary(cx)?;
+        let replica = replica_arn(&arn, &cx.region);
+        Ok(Live::new(&replica)
+            .arn(&replica)
+            .attr("name", super::db_secret::secret_name(&cx.inputs().env)))
+    }
+
+    /// A replica's key cannot be changed in place: the region is removed from the replication
+    /// and added again with the key.
+    async fn update(
+        &self,
+        cx: &NodeCx,
+        _live: &Live,
+        want: &ReplicaSpec,
+        changed: &ReplicaChanged,
+    ) -> Result<(), NodeError> {
+        if changed.kms_key {
+            self.remove(cx).await?;
+            self.replicate(cx, want).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &NodeCx, _live: &Live) -> Result<(), NodeError> {
+        self.remove(cx).await
+    }
+
+    /// `InSync`; `Failed` (e.g. a secret of that name already exists in the region, or the key
+    /// is not usable) is an error naming the region and the status message, never success.
+    async fn ready(&self, cx: &NodeCx, _live: &Live) -> Result<Readiness, NodeError> {
+        Ok(match self.status(cx).await? {
+            None => Readiness::Pending("replicating".into()),
+            Some((_, s)) => match s.status() {
+                Some(StatusType::InSync) => Readiness::Ready,
+                Some(StatusType::Failed) => Readiness::Failed(format!(
+                    "the secret's replication to {} failed: {}",
+                    cx.region,
+                    s.status_message().unwrap_or("no message")
+                )),
+                _ => Readiness::Pending("replicating".into()),
+            },
+        })
+    }
+
+    /// Removing a region deletes the replica asynchronously: wait until the name is free in
+    /// the region, so that a later deploy can replicate there again.
+    fn waits_for_deletion(&self) -> bool {
+        true
+    }
+
+    async fn gone(&self, cx: &NodeCx, live: &Live) -> Result<Readiness, NodeError> {
+        let found = self
+            .0
+            .secrets(&cx.region)
+            .describe_secret()
+            .secret_id(&live.physical_id)
+            .send()
+            .await
+            .absent_on("DescribeSecret", GONE)?;
+        Ok(match found {
+            None => Readiness::Ready,
+            Some(_) => Readiness::Pending("deleting the replica".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_arn_is_the_primarys_in_another_region() {
+        assert_eq!(
+            replica_arn(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:tap-db-dev-AbCdEf",
+                "eu-west-1"
+            ),
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tap-db-dev-AbCdEf"
+        );
+    }
+}

@@ -361,7 +361,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         }
         Cmd::Destroy { yes } => {
             if !yes {
-                confirm(&opts)?;
+                // What goes, from the state file (no AWS call before the answer).
+                let state = app::load_state(&opts).await?;
+                confirm(&opts, &destroy_summary(&state, cli.verbose >= 1))?;
             }
             render::err(&format!(
                 "destroying env {} in {}",
@@ -419,10 +421,41 @@ fn ask(question: &str) -> bool {
     std::io::stdin().lock().read_line(&mut line).is_ok() && approves(&line)
 }
 
-fn confirm(opts: &Options) -> Result<(), AppError> {
+/// What destroy would delete, as the state records it: per region, how many objects of each
+/// kind (with `verbose`, each node).
+fn destroy_summary(state: &crate::engine::state::State, verbose: bool) -> String {
+    use std::collections::BTreeMap;
+    let mut by_region: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for (id, n) in &state.nodes {
+        by_region
+            .entry(n.region.as_str())
+            .or_default()
+            .entry(n.kind.as_str())
+            .or_default()
+            .push(id.as_str());
+    }
+    if by_region.is_empty() {
+        return "The state file records no object of this env.\n".into();
+    }
+    let mut s = String::new();
+    for (region, kinds) in by_region {
+        let total: usize = kinds.values().map(Vec::len).sum();
+        let list: Vec<String> = kinds.iter().map(|(k, ids)| format!("{k} {}", ids.len())).collect();
+        s.push_str(&format!("  {region}: {total} objects ({})\n", list.join(", ")));
+        if verbose {
+            for id in kinds.values().flatten() {
+                s.push_str(&format!("    - {id}\n"));
+            }
+        }
+    }
+    s
+}
+
+fn confirm(opts: &Options, summary: &str) -> Result<(), AppError> {
     if !std::io::stdin().is_terminal() {
         return Err(AppError::Usage("destroy without a terminal needs --yes".into()));
     }
+    eprint!("{summary}");
     eprint!(
         "This deletes every object of env {:?} in {}. Type the env name to confirm: ",
         opts.inputs.env,
@@ -444,6 +477,21 @@ fn confirm(opts: &Options) -> Result<(), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 17, item 15): destroy's confirmation named the env, not what goes.
+    #[test]
+    fn destroy_names_what_goes_per_region_and_kind() {
+        let text = include_str!("../tests/fixtures/v2-state.json");
+        let mut state = crate::engine::state::State::parse(text, std::path::Path::new("v2-state.json")).unwrap();
+        crate::migrate::migrate(&mut state).unwrap();
+        let s = destroy_summary(&state, false);
+        assert!(s.contains("  us-east-1: 37 objects ("), "{s}");
+        assert!(s.contains("cloudfront 1"), "{s}");
+        // A migrated v2 stack: no replication configuration in the secondary yet.
+        assert!(s.contains("  eu-west-1: 32 objects ("), "{s}");
+        assert!(!s.contains("us-east-1/vpc"), "{s}");
+        assert!(destroy_summary(&state, true).contains("    - us-east-1/vpc"));
+    }
 
     #[test]
     fn deploy_asks_only_a_person_and_only_yes_proceeds() {

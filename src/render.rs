@@ -3,6 +3,7 @@
 
 use crate::engine::events::{Event, Sink};
 use crate::engine::reconcile::Action;
+use crate::engine::resource::INTERRUPTED;
 use crate::run::{self, NodeLine, Outcome};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -80,6 +81,10 @@ pub fn human() -> Sink {
                 delay_s,
             } => format!("  {}: {operation} ({code}), retry {attempt} in {delay_s:.1}s", at.node),
             Event::NodeDone { at, elapsed_s } => format!("  {}: {} ({elapsed_s:.1}s)", at.node, past(&at.action)),
+            // An interrupted node did not fail: the next run resumes it.
+            Event::NodeFailed { at, code, .. } if code == INTERRUPTED => {
+                format!("  {}: interrupted; the next run resumes it", at.node)
+            }
             Event::NodeFailed { at, message, .. } => format!("  {}: FAILED: {message}", at.node),
             Event::Note { at, message } => format!("  {}: {message}", at.node),
             Event::Progress { done, total, in_flight } => {

@@ -38,8 +38,17 @@ fn finish_report(report: &Report, json: bool, t0: std::time::Instant) -> i32 {
         if report.interrupted {
             out("Interrupted: the state file is saved; run the same command again to resume.");
         }
+        // Interrupted nodes did not fail: they are counted apart (as NDJSON does).
+        let interrupted = failures
+            .iter()
+            .filter(|f| matches!(f.outcome, Outcome::Interrupted))
+            .count();
+        let stopped = match interrupted {
+            0 => String::new(),
+            n => format!(", {n} interrupted"),
+        };
         out(&format!(
-            "{}: {} created, {} updated, {} replaced, {} deleted, {} unchanged, {} failed.",
+            "{}: {} created, {} updated, {} replaced, {} deleted, {} unchanged, {} failed{stopped}.",
             match report.command {
                 Command::Destroy => "Destroy",
                 _ => "Deploy",
@@ -49,7 +58,7 @@ fn finish_report(report: &Report, json: bool, t0: std::time::Instant) -> i32 {
             c["replace"],
             c["delete"],
             c["unchanged"],
-            failures.len()
+            failures.len() - interrupted
         ));
         print_outputs(&report.outputs);
     }

@@ -316,8 +316,13 @@ impl Aws {
             .with_initial_backoff(Duration::from_millis(500))
             .with_max_backoff(Duration::from_secs(2));
         let calls = regions.iter().map(|region| {
+            // The preflight's calls are logged like every other (`-vv`: one line per attempt).
             let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
                 .region(Region::new(region.to_string()))
+                .interceptor(Recorder {
+                    region: region.to_string(),
+                    log: self.log.clone(),
+                })
                 .retry_config(retry.clone())
                 .timeout_config(timeouts.clone())
                 .build();

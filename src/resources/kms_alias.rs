@@ -2,7 +2,7 @@
 
 use super::cx::StackCx;
 use super::names;
-use super::typed::{Kind, Observe};
+use super::typed::{Kind, Observe, observed_of};
 use crate::aws::{Aws, SendExt};
 use crate::engine::resource::{Live, NodeCx, NodeError};
 use std::sync::Arc;
@@ -77,6 +77,18 @@ impl Kind for KmsAlias {
     }
 
     async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        // SPEC v3: the alias of a key kept for a final snapshot is kept too.
+        let key = observed_of::<AliasSpec>(live).target_key_id.unwrap_or_default();
+        if !key.is_empty() {
+            let snapshots = super::final_snapshots::encrypted_with(&self.0, cx, &key).await?;
+            if !snapshots.is_empty() {
+                return Err(super::final_snapshots::kept(
+                    "DeleteAlias",
+                    &format!("alias {}", live.physical_id),
+                    &snapshots,
+                ));
+            }
+        }
         self.0
             .kms(&cx.region)
             .delete_alias()

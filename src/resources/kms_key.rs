@@ -292,6 +292,16 @@ impl Kind for KmsKey {
     }
 
     async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
+        // SPEC v3: a key that encrypts a final snapshot is kept.
+        let arn = live.arn.clone().unwrap_or_else(|| live.physical_id.clone());
+        let snapshots = super::final_snapshots::encrypted_with(&self.0, cx, &arn).await?;
+        if !snapshots.is_empty() {
+            return Err(super::final_snapshots::kept(
+                "ScheduleKeyDeletion",
+                &format!("key {}", live.physical_id),
+                &snapshots,
+            ));
+        }
         // moto: ScheduleKeyDeletion with a key ARN is a 500; the key id works on AWS and moto.
         self.0
             .kms(&cx.region)

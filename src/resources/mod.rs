@@ -8,6 +8,7 @@ pub mod cx;
 pub mod db_secret;
 pub mod db_subnet_group;
 pub mod ec2;
+pub mod final_snapshots;
 pub mod iam_role;
 pub mod internet_gateway;
 pub mod kms_alias;

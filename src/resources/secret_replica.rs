@@ -37,16 +37,50 @@ pub fn replica_arn(arn: &str, region: &str) -> String {
 }
 
 impl SecretReplica {
-    /// The writer's secret: its region and ARN (from its node, a dependency of this one).
-    fn primary(cx: &NodeCx) -> Result<(String, String), NodeError> {
+    /// The writer's secret: its region and ARN, from its node (a dependency of this one), else
+    /// looked up by name (a destroy after the writer's node is gone from state, a lost state).
+    /// `None`: the writer's secret does not exist (nor, then, its replicas).
+    async fn primary(&self, cx: &NodeCx) -> Result<Option<(String, String)>, NodeError> {
         let writer = cx.topo().writer().to_string();
-        let arn = cx.attr(&cx.writer("db-secret"), "arn")?;
-        Ok((writer, arn))
+        if let Ok(arn) = cx.attr(&cx.writer("db-secret"), "arn")
+            && arn.starts_with("arn:")
+        {
+            return Ok(Some((writer, arn)));
+        }
+        if cx.planning {
+            // Planned before the writer's secret exists.
+            return Ok(None);
+        }
+        let found = self
+            .0
+            .secrets(&writer)
+            .describe_secret()
+            .secret_id(super::db_secret::secret_name(&cx.inputs().env))
+            .send()
+            .await
+            .absent_on("DescribeSecret", GONE)?;
+        Ok(found.and_then(|s| s.arn).map(|arn| (writer, arn)))
+    }
+
+    /// As [`Self::primary`], for calls that need it.
+    async fn required_primary(&self, cx: &NodeCx) -> Result<(String, String), NodeError> {
+        self.primary(cx).await?.ok_or_else(|| {
+            NodeError::fatal(
+                "DescribeSecret",
+                "ResourceNotFoundException",
+                format!(
+                    "the writer's secret {} does not exist",
+                    super::db_secret::secret_name(&cx.inputs().env)
+                ),
+            )
+        })
     }
 
     /// This region's entry in the writer's replication status, if it has one.
     async fn status(&self, cx: &NodeCx) -> Result<Option<(String, ReplicationStatusType)>, NodeError> {
-        let (writer, arn) = Self::primary(cx)?;
+        let Some((writer, arn)) = self.primary(cx).await? else {
+            return Ok(None);
+        };
         let Some(out) = self
             .0
             .secrets(&writer)
@@ -67,7 +101,7 @@ impl SecretReplica {
     }
 
     async fn replicate(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<(), NodeError> {
-        let (writer, arn) = Self::primary(cx)?;
+        let (writer, arn) = self.required_primary(cx).await?;
         self.0
             .secrets(&writer)
             .replicate_secret_to_regions()
@@ -85,7 +119,10 @@ impl SecretReplica {
     }
 
     async fn remove(&self, cx: &NodeCx) -> Result<(), NodeError> {
-        let (writer, arn) = Self::primary(cx)?;
+        // No writer's secret: no replica to remove.
+        let Some((writer, arn)) = self.primary(cx).await? else {
+            return Ok(());
+        };
         let r = self
             .0
             .secrets(&writer)
@@ -123,10 +160,6 @@ impl Kind for SecretReplica {
     }
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
-        if cx.planning && Self::primary(cx).is_ok_and(|(_, arn)| !arn.starts_with("arn:")) {
-            // The writer's secret does not exist yet: neither does its replica.
-            return Ok(None);
-        }
         let Some((arn, status)) = self.status(cx).await? else {
             return Ok(None);
         };
@@ -143,7 +176,7 @@ impl Kind for SecretReplica {
 
     async fn create(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<Live, NodeError> {
         self.replicate(cx, want).await?;
-        let (_, arn) = Self::primary(cx)?;
+        let (_, arn) = self.required_primary(cx).await?;
         let replica = replica_arn(&arn, &cx.region);
         Ok(Live::new(&replica)
             .arn(&replica)

@@ -96,6 +96,14 @@ async fn sigint_during_the_database_wait_exits_130_and_the_next_deploy_resumes()
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stdout.contains("Interrupted"), "{stdout}");
     assert!(stderr.contains(&db) && stderr.contains("interrupted"), "{stderr}");
+    // Regression (issue 17, item 14): interrupted nodes were summed as failed and shown as
+    // `FAILED: … Interrupted`; they are counted and shown as interrupted.
+    assert!(!stderr.contains("FAILED"), "{stderr}");
+    let summary = stdout.lines().find(|l| l.starts_with("Deploy:")).unwrap_or_default();
+    assert!(
+        summary.contains(" 0 failed, ") && summary.contains(" interrupted."),
+        "{summary}"
+    );
     // The state is whole, and the interrupted database is still recorded as being created.
     let s = State::load(&state).expect("valid state after SIGINT");
     assert!(creating(&s, &db), "{:?}", s.nodes.get(&db));

@@ -117,6 +117,14 @@ fn diagnostics_go_to_stderr_span_by_span() {
         .find(|l| l.contains("EC2.DescribeVpcs"))
         .unwrap_or_else(|| panic!("-vv lists DescribeVpcs: {vv}"));
     assert!(line.contains(" ms -> 200"), "duration and outcome: {line}");
+    // Regression (issue 17, item 16): the preflight's STS calls, one per region, are among them.
+    for region in i.topology.regions() {
+        assert!(
+            vv.lines()
+                .any(|l| l.contains(&format!("{region} STS.GetCallerIdentity")) && l.contains(" ms -> 200")),
+            "-vv lists the preflight in {region}: {vv}"
+        );
+    }
 }
 
 /// `tap plan --json | head -1`: the reader closing the pipe is not a failure.

@@ -59,6 +59,10 @@ impl Action {
 /// The error code of an object that exists under another account (see `resources::s3_bucket`).
 pub const FOREIGN: &str = "BucketOwnedByAnotherAccount";
 
+/// The error code of a delete that keeps its object on purpose (a key that encrypts data that
+/// must stay readable): destroy forgets the node and says what it kept and why.
+pub const KEPT: &str = "Kept";
+
 /// At most `n` AWS operations in flight in each region: AWS throttles per account and region
 /// (EC2 API reference, "Request throttling": "throttling is applied ... per account, per
 /// Region"), so regions do not wait on each other's budget.
@@ -406,7 +410,13 @@ impl Driver {
                     tags: None,
                     twins: vec![],
                 };
-                self.delete_and_wait(r, cx, &live).await?;
+                match self.delete_and_wait(r, cx, &live).await {
+                    Err(e) if e.code == KEPT => {
+                        self.store.remove(cx.id()).await?;
+                        return Ok(Action::Skip { reason: e.message });
+                    }
+                    other => other?,
+                }
             }
             self.store.remove(cx.id()).await?;
             Ok(Action::Delete)
@@ -437,7 +447,14 @@ impl Driver {
                 }
                 Some(l) => {
                     self.delete_twins(r, cx, &l).await?;
-                    self.delete_and_wait(r, cx, &l).await?;
+                    match self.delete_and_wait(r, cx, &l).await {
+                        Err(e) if e.code == KEPT => {
+                            self.store.remove(cx.id()).await?;
+                            self.set_attrs(cx.id(), None);
+                            return Ok(Action::Skip { reason: e.message });
+                        }
+                        other => other?,
+                    }
                     Action::Delete
                 }
             };

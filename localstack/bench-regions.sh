@@ -21,7 +21,7 @@ makespan() { # ENV SECONDARIES -> seconds of the deploy
   local env=$1 regions=$2
   local s
   s=$(target/debug/tap --env "$env" --state "$dir/$env.json" --endpoint-url "http://127.0.0.1:$port" \
-      --secondary-region "$regions" --json deploy --yes | python3 -c '
+      --secondary-region "$regions" --json deploy --yes 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     v = json.loads(line)

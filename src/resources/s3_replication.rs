@@ -143,13 +143,15 @@ impl Kind for S3Replication {
             .bucket(&bucket)
             .send()
             .await;
-        let Some(conf) = out
-            .absent_on(
-                "GetBucketReplication",
-                &["ReplicationConfigurationNotFoundError", "NoSuchBucket"],
-            )?
-            .and_then(|o| o.replication_configuration)
-        else {
+        let out = match out.absent_on(
+            "GetBucketReplication",
+            &["ReplicationConfigurationNotFoundError", "NoSuchBucket"],
+        ) {
+            Ok(o) => o,
+            // A bucket of another account (its name taken): not tap's; destroy skips it.
+            Err(e) => return Err(super::s3_bucket::explain_forbidden(&self.0, &cx.region, &bucket, e).await),
+        };
+        let Some(conf) = out.and_then(|o| o.replication_configuration) else {
             return Ok(None);
         };
         let mut rules: Vec<Rule> = conf.rules.iter().map(observe).collect();

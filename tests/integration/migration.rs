@@ -158,3 +158,44 @@ fn a_stack_deployed_by_the_v2_release_migrates_without_creating_or_replacing_any
 
     ok("destroy", &run(&new, &env, &state, &ep, &["destroy", "--yes"]));
 }
+
+/// Until the first deploy of the new release retags them, objects carry SPEC v2's `tap:id`
+/// values: with the state lost, adoption (look-ups by ownership tags, twin scans) accepts them as
+/// this node's, so nothing is created twice.
+#[test]
+fn a_v2_stack_whose_state_is_lost_is_adopted_by_its_v2_tags() {
+    let v2 = v2_bin();
+    let new = PathBuf::from(env!("CARGO_BIN_EXE_tap"));
+    let env = common::unique_env("mgl");
+    let ep = common::endpoint();
+    let state = common::state_path(&env);
+    ok("v2 deploy", &run(&v2, &env, &state, &ep, &["deploy", "--yes"]));
+    std::fs::remove_file(&state).unwrap();
+
+    let plan = run(&new, &env, &state, &ep, &["--json", "plan"]);
+    ok("plan without state", &plan);
+    let creates: Vec<String> = planned(&plan)
+        .into_iter()
+        .filter(|(_, a)| a == "create")
+        .map(|(n, _)| n)
+        .collect();
+    // Only what v2 never had: the secondary bucket's replication configuration.
+    assert_eq!(
+        creates,
+        ["eu-west-1/s3-replication"],
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    ok(
+        "deploy without state",
+        &run(&new, &env, &state, &ep, &["deploy", "--yes"]),
+    );
+    let again = run(&new, &env, &state, &ep, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    ok("destroy", &run(&new, &env, &state, &ep, &["destroy", "--yes"]));
+}

@@ -342,6 +342,21 @@ impl Aws {
                 }
                 Err(e @ aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => {
                     let e = aws_err("GetCallerIdentity", e);
+                    // Throttled or a server fault after the quick retries: the endpoint answers,
+                    // and that is no verdict on the credentials. The run's own calls (with the
+                    // full retry budget) go on; the account id is asked for again then.
+                    if matches!(
+                        e.class,
+                        crate::engine::resource::ErrorClass::Throttled | crate::engine::resource::ErrorClass::Transient
+                    ) {
+                        tracing::warn!(
+                            target: "tap::aws",
+                            "preflight in {region}: {}: {} (going on)",
+                            e.code,
+                            e.message
+                        );
+                        continue;
+                    }
                     return Err(format!(
                         "{} refused the credentials ({source}): {}: {}",
                         where_(region),

@@ -126,3 +126,14 @@ async fn a_throttled_call_is_attempted_exactly_the_budgeted_number_of_times() {
     let _ = aws.ec2("us-east-1").describe_vpcs().send().await;
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+/// Regression (a fault-mode run failed "refused the credentials: Throttling"): a preflight whose
+/// STS calls are throttled or answered 503 after its quick retries is no verdict on the
+/// credentials; the run goes on.
+#[tokio::test]
+async fn a_throttled_preflight_is_not_a_credentials_failure() {
+    let (url, count) = throttling_server().await;
+    let aws = aws(&url, budget(4)).await;
+    aws.preflight(&["us-east-1", "eu-west-1"]).await.unwrap();
+    assert!(count.load(Ordering::SeqCst) >= 2, "both regions were asked");
+}

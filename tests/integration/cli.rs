@@ -40,14 +40,27 @@ fn invalid_input_is_rejected_with_exit_2_before_any_aws_call() {
         // SPEC v3: 1-4 secondaries, all different, none the home region.
         (&["--secondary-region", "eu-west-1,eu-west-1", "plan"], "given twice"),
         (
-            &["--secondary-region", "eu-west-1", "--secondary-region", "us-east-1", "plan"],
+            &[
+                "--secondary-region",
+                "eu-west-1",
+                "--secondary-region",
+                "us-east-1",
+                "plan",
+            ],
             "must differ",
         ),
         (
-            &["--secondary-region", "eu-west-1,eu-west-2,eu-west-3,eu-central-1,ap-south-1", "deploy"],
+            &[
+                "--secondary-region",
+                "eu-west-1,eu-west-2,eu-west-3,eu-central-1,ap-south-1",
+                "deploy",
+            ],
             "1 to 4 are allowed",
         ),
-        (&["--secondary-region", "eu-west-1,cn-north-1", "plan"], "outside the standard aws partition"),
+        (
+            &["--secondary-region", "eu-west-1,cn-north-1", "plan"],
+            "outside the standard aws partition",
+        ),
         (&["deploy", "--bogus"], "unexpected argument"),
     ];
     for (args, msg) in cases {

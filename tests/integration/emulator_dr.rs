@@ -142,7 +142,11 @@ async fn a_region_outage_answers_503_drops_or_hangs_until_switched_off() {
 
 /// The old writer's region goes down, the replica in another region is promoted meanwhile;
 /// when the outage ends the old writer is still there, `available` and no replica: a second
-/// writer (what reprotect must deal with). moto keeps it as it was: nothing to emulate.
+/// writer (what reprotect must deal with). moto keeps it as it was: nothing to emulate. RDS User
+/// Guide, "Promoting a read replica to be a standalone DB instance", "Implementing failure
+/// recovery": promote the replica, direct traffic to it, create a replacement replica; nothing
+/// there touches the old source, which stays a writer of its own
+/// (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ReadRepl.Promote.html).
 #[tokio::test]
 async fn a_stale_writer_is_available_and_writable_when_its_region_comes_back() {
     let ep = own_emulator(OUTAGE_PORT);
@@ -362,7 +366,10 @@ async fn a_renamed_instance_has_a_new_name_and_endpoint_and_frees_the_old_name()
 }
 
 /// DeleteDBInstance with FinalDBSnapshotIdentifier (SkipFinalSnapshot false) keeps a manual
-/// snapshot of that name, encrypted with the instance's key (moto does it already).
+/// snapshot of that name, encrypted with the instance's key (moto does it already). RDS API
+/// reference, DeleteDBInstance: FinalDBSnapshotIdentifier, "The DBSnapshotIdentifier of the new
+/// DBSnapshot created when the SkipFinalSnapshot parameter is disabled"
+/// (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DeleteDBInstance.html).
 #[tokio::test]
 async fn a_final_snapshot_is_kept_encrypted_with_the_instances_key() {
     let aws = raw().await;

@@ -32,12 +32,58 @@ what exists.
 
 And, for drift tests, a minor version upgrade on demand, as AWS's auto minor version upgrade
 does: POST /_rules/upgrade?id=<DBInstanceIdentifier>&version=16.10 (the region is found).
+
+For disaster recovery (failover, reprotect):
+
+  promoted replicas  PromoteReadReplica leaves no trace of the replication: the promoted
+        instance has no ReadReplicaSourceDBInstanceIdentifier and its former source no longer
+        lists it in ReadReplicaDBInstanceIdentifiers (moto 5.2.5 keeps both). RDS API reference,
+        PromoteReadReplica ("Promotes a read replica DB instance to a standalone DB instance",
+        https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_PromoteReadReplica.html).
+        The timing server shows it `modifying` meanwhile (timing_server.py).
+  renamed instances  ModifyDBInstance NewDBInstanceIdentifier: moto renames the instance and its
+        endpoint; its automated snapshots (rds:<name>-<minute>) kept the old name, so creating an
+        instance of the old name within the minute failed DBSnapshotAlreadyExists. They follow the
+        instance now, so the old name is free at once. RDS User Guide, "Renaming a DB instance"
+        (the endpoint changes; "DB snapshots are retained for a renamed DB instance",
+        https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_RenameInstance.html).
+  StopReplicationToReplica (Secrets Manager; moto 5.2.5 answers it 404-unknown): called in the
+        replica's region on the replica (ARN or name), "removes the link between the replica
+        secret and the primary secret and promotes the replica to a primary secret in the replica
+        Region" (Secrets Manager API reference, StopReplicationToReplica,
+        https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_StopReplicationToReplica.html):
+        the replica becomes a standalone secret there (same ARN and value, the KMS key it was
+        replicated with, no replicas) and the former primary's ReplicationStatus drops the region.
+        On a secret that is not a replica: 400 InvalidRequestException; unknown: 400
+        ResourceNotFoundException.
+
+  region outage  a switch at run time, per region (class Outage, in front of every layer, in
+        every mode, TAP_RULES=0 or not):
+          POST /_rules/outage?region=R&mode=unavailable|refuse|hang   and   ...&mode=off
+        While on, every request signed for region R (its SigV4 credential scope) is answered:
+          unavailable  503 ServiceUnavailable in the service's protocol, not executed (AWS API
+                       reference, "Common Errors": ServiceUnavailable, "The request has failed due
+                       to a temporary failure of the server", HTTP 503, e.g.
+                       https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/CommonErrors.html)
+          refuse       not executed, no answer: the server reads the request, then drops the
+                       connection (SO_LINGER 0, shutdown): the client sees the connection closed
+                       or reset before any response byte, a transport error (the Rust SDK:
+                       DispatchFailure / ResponseError "connection closed before message
+                       completed"), which SDKs retry as transient
+          hang         not executed, no answer: the request is held until the client gives up
+                       (its attempt timeout) or the outage is switched off, at most
+                       TAP_OUTAGE_HANG_MAX seconds (default 120), then the connection is dropped
+                       as for refuse
+        Other regions are untouched. GET/POST /_rules/outage without mode lists the outages.
 """
 
+import copy
 import json
 import os
 import re
+import socket
 import threading
+import time
 from urllib.parse import parse_qs
 
 SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/")
@@ -93,9 +139,169 @@ def patch_moto_secret_replicas():
     sm.FakeSecret._tap_patched = True
 
 
+def patch_moto_rds():
+    """PromoteReadReplica forgets the replication; a rename carries the automated snapshots."""
+    from moto.rds import models as rds
+
+    if getattr(rds.RDSBackend, "_tap_patched", False):
+        return
+    promote = rds.RDSBackend.promote_read_replica
+    modify = rds.RDSBackend.modify_db_instance
+
+    def promote_read_replica(self, db_kwargs):
+        db = self.databases.get(db_kwargs["db_instance_identifier"])
+        source = db.source_db_instance_identifier if db is not None and db.is_replica else None
+        out = promote(self, db_kwargs)
+        if source:
+            try:
+                primary = self.find_db_from_id(source)
+            except Exception:
+                primary = None
+            if primary is not None:
+                primary.replicas = [r for r in primary.replicas
+                                    if r not in (db.db_instance_identifier, db.db_instance_arn)]
+            db.source_db_instance_identifier = None
+        return out
+
+    def modify_db_instance(self, db_instance_identifier, db_kwargs):
+        new = db_kwargs.get("new_db_instance_identifier")
+        out = modify(self, db_instance_identifier, db_kwargs)
+        if new and new != db_instance_identifier:
+            old_prefix = f"rds:{db_instance_identifier}-"
+            for sid, snap in list(self.database_snapshots.items()):
+                if snap.snapshot_type == "automated" and snap.db_instance_identifier == db_instance_identifier:
+                    snap.db_instance_identifier = new
+                    snap.database.db_instance_identifier = new  # the snapshot's copy, for filters
+                    if sid.startswith(old_prefix):
+                        del self.database_snapshots[sid]
+                        snap.db_snapshot_identifier = f"rds:{new}-" + sid[len(old_prefix):]
+                        self.database_snapshots[snap.db_snapshot_identifier] = snap
+        return out
+
+    rds.RDSBackend.promote_read_replica = promote_read_replica
+    rds.RDSBackend.modify_db_instance = modify_db_instance
+    rds.RDSBackend._tap_patched = True
+
+
+def json_error(status, code, message):
+    data = json.dumps({"__type": code, "message": message}).encode()
+    reason = {400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+    return f"{status} {reason}", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code),
+                                  ("Content-Length", str(len(data)))], data
+
+
+def stop_replication_to_replica(region, body):
+    """Secrets Manager StopReplicationToReplica, called in the replica's region."""
+    from moto.secretsmanager import models as sm
+
+    try:
+        secret_id = json.loads(body or b"{}").get("SecretId") or ""
+    except ValueError:
+        secret_id = ""
+    backend = sm.secretsmanager_backends[ACCOUNT][region]
+    found = backend.secrets.get(secret_id) if secret_id else None
+    if found is None:
+        return json_error(400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+    if not isinstance(found, sm.ReplicaSecret):
+        return json_error(400, "InvalidRequestException",
+                          "StopReplicationToReplica is only valid on a replica secret in its Region.")
+    source = found.source
+    standalone = copy.copy(source)
+    standalone.region = region
+    standalone.arn = found.arn
+    standalone.versions = copy.deepcopy(source.versions)
+    standalone.tags = copy.deepcopy(source.tags)
+    key = found.config.get("KmsKeyId")
+    standalone.kms_key_id = None if key in (None, sm.SecretsManagerBackend.DEFAULT_KMS_KEY_ALIAS) else key
+    standalone.replicas = []
+    standalone.policy = None
+    dict.pop(backend.secrets, found.arn, None)
+    backend.secrets[standalone.name] = standalone
+    source.replicas = [r for r in source.replicas if r is not found]
+    data = json.dumps({"ARN": standalone.arn}).encode()
+    return "200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))], data
+
+
+def drop_connection(environ):
+    """Closes the client's connection without an answer (an RST where the kernel can)."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class Outage:
+    """Region outages switched at run time (see the module's docstring)."""
+
+    MODES = ("unavailable", "refuse", "hang")
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.regions = {}  # region -> mode
+        self.hang_max = float(os.environ.get("TAP_OUTAGE_HANG_MAX", "120"))
+
+    def mode(self, region):
+        with self.lock:
+            return self.regions.get(region)
+
+    def control(self, environ, start_response):
+        q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        status = "200 OK"
+        region, mode = q.get("region"), q.get("mode")
+        with self.lock:
+            if region and mode == "off":
+                self.regions.pop(region, None)
+            elif region and mode in self.MODES:
+                self.regions[region] = mode
+            elif region or mode:
+                status = "400 Bad Request"
+            payload = {"outages": dict(self.regions)}
+        data = json.dumps(payload).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_rules/outage":
+            return self.control(environ, start_response)
+        if path.startswith("/_") or path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        m = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if not m:
+            return self.app(environ, start_response)
+        region, service = m.group(1), m.group(2)
+        mode = self.mode(region)
+        if mode is None:
+            return self.app(environ, start_response)
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+        if n:
+            environ["wsgi.input"].read(n)
+        if mode == "unavailable":
+            from faults import error_response
+
+            status, headers, data = error_response(
+                service, 503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                headers, data = [h for h in headers if h[0] != "Content-Length"] + [("Content-Length", "0")], b""
+            start_response(status, headers)
+            return [data]
+        if mode == "hang":
+            deadline = time.time() + self.hang_max
+            while time.time() < deadline and self.mode(region) == "hang":
+                time.sleep(0.2)
+        drop_connection(environ)
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return [b""]
+
+
 class Rules:
     def __init__(self, app):
         patch_moto_secret_replicas()
+        patch_moto_rds()
         self.app = app
         self.lock = threading.Lock()
         self.foreign = {b for b in os.environ.get("TAP_RULES_FOREIGN_BUCKETS", "").split(",") if b}
@@ -215,6 +421,10 @@ class Rules:
         if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
             form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
         method = environ.get("REQUEST_METHOD", "GET")
+        if service == "secretsmanager" and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".StopReplicationToReplica"):
+            status, headers, data = stop_replication_to_replica(region, body)
+            start_response(status, headers)
+            return [data]
         refused = self.check(environ, service, region, form, body, path, method)
         if refused is not None:
             status, headers, data = refused

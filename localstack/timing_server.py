@@ -6,13 +6,20 @@ take real (short) time:
 
   RDS instance     `creating` for TAP_TIMING_RDS_CREATE s after create, `deleting` for
                    TAP_TIMING_RDS_DELETE s after delete (visible to DescribeDBInstances)
+  RDS promotion    `modifying` for TAP_TIMING_RDS_PROMOTE s (default 3) after PromoteReadReplica,
+                   then `available` as a standalone instance (RDS User Guide, "Promoting a read
+                   replica to be a standalone DB instance": "RDS reboots the DB instance before
+                   making it available",
+                   https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ReadRepl.Promote.html;
+                   the replication links are cut by rules.py)
   NAT gateway      `pending` for TAP_TIMING_NAT_CREATE s, `deleting` for TAP_TIMING_NAT_DELETE s
   CloudFront       `InProgress` for TAP_TIMING_CF_DEPLOY s after create or update
   every call       sleeps TAP_TIMING_LATENCY seconds per service, e.g. "rds=0.05,ec2=0.01"
 
 `rules.py` (on unless TAP_RULES=0) answers as AWS does where moto is lenient. With --faults,
 `faults.py` sits in front and injects throttling, 5xx, lost responses, eventual
-consistency and lingering dependencies (TAP_FAULTS).
+consistency and lingering dependencies (TAP_FAULTS). In front of all, in every mode,
+`rules.Outage` takes a region down at run time (POST /_rules/outage?region=R&mode=...).
 
 GET /_timing/events returns every create/delete/update it saw, with timestamps, so that tests
 can assert the order of operations; GET /_timing/config returns the durations in force.
@@ -40,6 +47,7 @@ def _float(name, default):
 CONFIG = {
     "rds_create": _float("TAP_TIMING_RDS_CREATE", 4),
     "rds_delete": _float("TAP_TIMING_RDS_DELETE", 3),
+    "rds_promote": _float("TAP_TIMING_RDS_PROMOTE", 3),
     "nat_create": _float("TAP_TIMING_NAT_CREATE", 2),
     "nat_delete": _float("TAP_TIMING_NAT_DELETE", 2),
     "cf_deploy": _float("TAP_TIMING_CF_DEPLOY", 6),
@@ -57,6 +65,7 @@ RDS_LOCK = threading.Lock()
 EVENTS = []  # {"t", "service", "action", "id"}
 RDS_CREATED = {}  # id -> t
 RDS_DELETED = {}  # id -> t
+RDS_PROMOTED = {}  # id -> t
 NAT_CREATED = {}
 NAT_DELETED = {}
 CF_CHANGED = {}  # distribution id -> t
@@ -140,6 +149,13 @@ class Timing:
                 with LOCK:
                     RDS_CREATED[ident] = now
                 event("rds", action, ident)
+            elif action == "PromoteReadReplica" and status.startswith("200"):
+                with LOCK:
+                    RDS_PROMOTED[ident] = now
+                event("rds", action, ident)
+                if CONFIG["rds_promote"] > 0:
+                    text = re.sub(r"<DBInstanceStatus>[^<]*</DBInstanceStatus>",
+                                  "<DBInstanceStatus>modifying</DBInstanceStatus>", text, count=1)
             elif action == "DeleteDBInstance":
                 with LOCK:
                     if ident not in RDS_DELETED or not within(RDS_DELETED, ident, CONFIG["rds_delete"]):
@@ -161,9 +177,13 @@ class Timing:
                         block = m.group(0)
                         i = tag(block, "DBInstanceIdentifier")
                         if within(RDS_CREATED, i, CONFIG["rds_create"]):
-                            block = re.sub(r"<DBInstanceStatus>[^<]*</DBInstanceStatus>",
-                                           "<DBInstanceStatus>creating</DBInstanceStatus>", block)
-                        return block
+                            new = "creating"
+                        elif within(RDS_PROMOTED, i, CONFIG["rds_promote"]):
+                            new = "modifying"
+                        else:
+                            return block
+                        return re.sub(r"<DBInstanceStatus>[^<]*</DBInstanceStatus>",
+                                      f"<DBInstanceStatus>{new}</DBInstanceStatus>", block)
 
                     text = re.sub(r"<DBInstance>.*?</DBInstance>", creating, text, flags=re.S)
         elif service == "ec2":
@@ -236,7 +256,7 @@ def main():
     p.add_argument("--plain", action="store_true", help="no timing: moto as it is, RDS calls serialized")
     a = p.parse_args()
     if a.plain:
-        for k in ("rds_create", "rds_delete", "nat_create", "nat_delete", "cf_deploy"):
+        for k in ("rds_create", "rds_delete", "rds_promote", "nat_create", "nat_delete", "cf_deploy"):
             CONFIG[k] = 0
         CONFIG["latency"] = {}
     os.environ.setdefault("MOTO_PORT", str(a.port))
@@ -249,6 +269,10 @@ def main():
         from faults import Faults
 
         app = Faults(app, os.environ.get("TAP_FAULTS", ""))
+    # Region outages, in front of everything (and on with TAP_RULES=0 too).
+    from rules import Outage
+
+    app = Outage(app)
     run_simple(a.host, a.port, app, threaded=True)
 
 

@@ -195,6 +195,38 @@ pub fn fault_endpoint(n: u16, spec: &str) -> String {
     e
 }
 
+/// A plain emulator of its own on `port` (`localstack/emulator.sh start`, fresh), or
+/// `TAP_TEST_OWN_ENDPOINT_<port>` when set: for tests whose switches (a region outage) must not
+/// reach the tests sharing the common emulators. Started once per run; .ci/run stops it.
+pub fn own_emulator(port: u16) -> String {
+    static EPS: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut eps = EPS.lock().unwrap();
+    if let Some((_, e)) = eps.iter().find(|(k, _)| *k == port) {
+        return e.clone();
+    }
+    let e = match std::env::var(format!("TAP_TEST_OWN_ENDPOINT_{port}")) {
+        Ok(e) => e,
+        Err(_) => {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("localstack/emulator.sh");
+            let _ = Command::new("bash")
+                .arg(&script)
+                .arg("stop")
+                .env("TAP_EMULATOR_PORT", port.to_string())
+                .status();
+            let st = Command::new("bash")
+                .arg(&script)
+                .arg("start")
+                .env("TAP_EMULATOR_PORT", port.to_string())
+                .status()
+                .expect("run localstack/emulator.sh");
+            assert!(st.success(), "localstack/emulator.sh start on port {port} failed");
+            format!("http://127.0.0.1:{port}")
+        }
+    };
+    eps.push((port, e.clone()));
+    e
+}
+
 /// Options for a run against `endpoint`, with waits and retry budgets scaled down.
 pub fn options_at(env: &str, endpoint: &str) -> Options {
     let mut o = options(env);
@@ -226,7 +258,12 @@ pub fn faults_injected(endpoint: &str) -> Vec<(String, String)> {
 
 /// POSTs to a control path of the plain emulator (e.g. `/_rules/upgrade?...`); returns the JSON.
 pub fn emulator_post(path: &str) -> serde_json::Value {
-    let url = format!("{}{path}", endpoint());
+    emulator_post_at(&endpoint(), path)
+}
+
+/// POSTs to a control path of the emulator at `endpoint`; returns the JSON.
+pub fn emulator_post_at(endpoint: &str, path: &str) -> serde_json::Value {
+    let url = format!("{endpoint}{path}");
     let out = Command::new("python3")
         .args([
             "-c",

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod defects;
 mod drift;
+mod emulator_dr;
 mod faults;
 mod interrupt;
 mod migration;

@@ -139,26 +139,7 @@ pub(crate) async fn orphan_pass(
         work,
     )
     .await;
-    reports
-        .into_iter()
-        .map(|r| {
-            let n = graph.get(&r.id).expect("reported node exists");
-            NodeLine {
-                kind: n.kind.to_string(),
-                region: n.region.clone(),
-                outcome: match r.result {
-                    NodeResult::Done(a) => Outcome::Done(a),
-                    NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
-                    NodeResult::Failed(e) => failed(&e),
-                    NodeResult::Blocked(by) => Outcome::Blocked { by },
-                    NodeResult::Interrupted => Outcome::Interrupted,
-                },
-                seconds: r.elapsed.as_secs_f64(),
-                twins: vec![],
-                id: r.id,
-            }
-        })
-        .collect()
+    reports.into_iter().map(|r| node_line(&graph, r, vec![])).collect()
 }
 
 /// One walk of the graph: every node planned, deployed or destroyed.
@@ -254,25 +235,31 @@ pub(crate) async fn pass(
     let mut nodes: Vec<NodeLine> = reports
         .into_iter()
         .map(|r| {
-            let n = graph.get(&r.id).expect("reported node exists");
-            NodeLine {
-                kind: n.kind.to_string(),
-                region: n.region.clone(),
-                outcome: match r.result {
-                    NodeResult::Done(a) => Outcome::Done(a),
-                    NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
-                    NodeResult::Failed(e) => failed(&e),
-                    NodeResult::Blocked(by) => Outcome::Blocked { by },
-                    NodeResult::Interrupted => Outcome::Interrupted,
-                },
-                seconds: r.elapsed.as_secs_f64(),
-                twins: twins.get(&r.id).cloned().unwrap_or_default(),
-                id: r.id,
-            }
+            let t = twins.get(&r.id).cloned().unwrap_or_default();
+            node_line(graph, r, t)
         })
         .collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     nodes
+}
+
+/// What became of a node the scheduler ran.
+fn node_line(graph: &Graph, r: scheduler::NodeReport<Action>, twins: Vec<String>) -> NodeLine {
+    let n = graph.get(&r.id).expect("reported node exists");
+    NodeLine {
+        kind: n.kind.to_string(),
+        region: n.region.clone(),
+        outcome: match r.result {
+            NodeResult::Done(a) => Outcome::Done(a),
+            NodeResult::Failed(e) if e.is_interrupted() => Outcome::Interrupted,
+            NodeResult::Failed(e) => failed(&e),
+            NodeResult::Blocked(by) => Outcome::Blocked { by },
+            NodeResult::Interrupted => Outcome::Interrupted,
+        },
+        seconds: r.elapsed.as_secs_f64(),
+        twins,
+        id: r.id,
+    }
 }
 
 /// A node's last event: done with the action it took, or failed with the AWS error.

@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod create;
 pub mod events;
 pub mod graph;
+pub mod permits;
 pub mod policy;
 pub mod reconcile;
 pub mod resource;
@@ -13,3 +14,6 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod timeline;
+
+#[cfg(test)]
+mod reconcile_tests;

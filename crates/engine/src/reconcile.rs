@@ -15,7 +15,6 @@ use crate::store::{StateStore, now};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
 
 /// What a node did (deploy, destroy) or would do (plan).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -63,34 +62,6 @@ pub const FOREIGN: &str = "BucketOwnedByAnotherAccount";
 /// must stay readable): destroy forgets the node and says what it kept and why.
 pub const KEPT: &str = "Kept";
 
-/// At most `n` AWS operations in flight in each region: AWS throttles per account and region
-/// (EC2 API reference, "Request throttling": "throttling is applied ... per account, per
-/// Region"), so regions do not wait on each other's budget.
-pub struct RegionPermits {
-    n: usize,
-    by_region: Mutex<BTreeMap<String, Arc<Semaphore>>>,
-}
-
-impl RegionPermits {
-    pub fn new(n: usize) -> RegionPermits {
-        RegionPermits {
-            n: n.max(1),
-            by_region: Mutex::default(),
-        }
-    }
-
-    /// A permit of `region`'s budget, held while one operation runs.
-    pub async fn acquire(&self, region: &str) -> tokio::sync::OwnedSemaphorePermit {
-        let sem = {
-            let mut m = self.by_region.lock().expect("permits lock");
-            m.entry(region.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.n)))
-                .clone()
-        };
-        sem.acquire_owned().await.expect("semaphore open")
-    }
-}
-
 /// The ownership tags of an object as a person reads them: `tap:stack=prod, no tap:id tag`.
 pub fn ownership_tags(tags: &BTreeMap<String, String>) -> String {
     [crate::resource::STACK_TAG, crate::resource::ID_TAG]
@@ -102,6 +73,8 @@ pub fn ownership_tags(tags: &BTreeMap<String, String>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+pub use crate::permits::RegionPermits;
 
 /// Shared by every node of a run.
 pub struct Driver {
@@ -579,125 +552,5 @@ mod tests {
         assert_eq!(never.code, "WaitTimeout");
         assert!(never.message.contains("still creating"), "{}", never.message);
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
-    }
-}
-
-#[cfg(test)]
-mod wait_tests {
-    use super::*;
-    use crate::resource::{Live, Props, Readiness, test_cx};
-    use crate::state::State;
-    use crate::store::StateStore;
-    use std::collections::BTreeSet;
-    use std::sync::Arc;
-    use std::time::Duration;
-    use tokio::time::Instant;
-
-    /// A kind that never becomes ready.
-    struct Forever;
-
-    #[async_trait::async_trait]
-    impl Resource for Forever {
-        async fn desired(&self, _: &NodeCx) -> Result<Props, NodeError> {
-            Ok(Props::new())
-        }
-        async fn read(&self, _: &NodeCx) -> Result<Option<Live>, NodeError> {
-            Ok(None)
-        }
-        async fn create(&self, _: &NodeCx, _: &Props) -> Result<Live, NodeError> {
-            Ok(Live::new("x-1"))
-        }
-        async fn update(&self, _: &NodeCx, _: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
-            Ok(())
-        }
-        async fn delete(&self, _: &NodeCx, _: &Live) -> Result<(), NodeError> {
-            Ok(())
-        }
-        async fn ready(&self, _: &NodeCx, _: &Live) -> Result<Readiness, NodeError> {
-            Ok(Readiness::Pending("creating".into()))
-        }
-    }
-
-    /// Regression: `--max-wait` reached only the kinds that carried a wait policy of their own.
-    /// The driver now waits as long as the node's context says, whatever the kind.
-    #[tokio::test(start_paused = true)]
-    async fn the_wait_is_the_one_the_stack_gives() {
-        let dir = std::env::temp_dir().join(format!("tap-wait-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Arc::new(StateStore::new(dir.join("state.json"), State::new(), false));
-        let driver = Driver::new(store, 2, Arc::default(), false);
-        for minutes in [1, 3] {
-            let mut cx = test_cx(&format!("primary/forever-{minutes}"), "forever");
-            cx.wait = crate::policy::WaitPolicy::minutes(minutes);
-            let t0 = Instant::now();
-            let e = driver.deploy(&Forever, &cx).await.unwrap_err();
-            assert_eq!(e.code, "WaitTimeout", "{e}");
-            let waited = t0.elapsed();
-            assert!(
-                waited >= Duration::from_secs(minutes * 60) && waited < Duration::from_secs(minutes * 60 + 31),
-                "waited {waited:?} for a {minutes}-minute policy"
-            );
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-#[cfg(test)]
-mod permit_tests {
-    use super::RegionPermits;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    /// `--parallelism N` bounds the operations in flight per region, and one region's full budget
-    /// does not hold up another's.
-    #[tokio::test(start_paused = true)]
-    async fn parallelism_is_per_region() {
-        let permits = Arc::new(RegionPermits::new(2));
-        let in_flight: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
-        let peak: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
-        let total_peak = Arc::new(AtomicUsize::new(0));
-        let total = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for i in 0..12 {
-            let r = i % 2;
-            let (permits, now, peak, total, total_peak) = (
-                permits.clone(),
-                in_flight[r].clone(),
-                peak[r].clone(),
-                total.clone(),
-                total_peak.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let _p = permits.acquire(["us-east-1", "eu-west-1"][r]).await;
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(n, Ordering::SeqCst);
-                let t = total.fetch_add(1, Ordering::SeqCst) + 1;
-                total_peak.fetch_max(t, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
-                total.fetch_sub(1, Ordering::SeqCst);
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(peak[0].load(Ordering::SeqCst), 2);
-        assert_eq!(peak[1].load(Ordering::SeqCst), 2);
-        assert_eq!(total_peak.load(Ordering::SeqCst), 4, "the regions ran side by side");
-    }
-}
-
-#[cfg(test)]
-mod ownership_tests {
-    use super::ownership_tags;
-    use std::collections::BTreeMap;
-
-    /// Regression: the refusal printed Rust's debug form (`tap:stack=Some("x") tap:id=None`).
-    #[test]
-    fn a_foreign_objects_tags_read_as_plain_words() {
-        let t = BTreeMap::from([("tap:stack".to_string(), "someone-else".to_string())]);
-        assert_eq!(ownership_tags(&t), "tap:stack=someone-else, no tap:id tag");
-        assert_eq!(ownership_tags(&BTreeMap::new()), "no tap:stack tag, no tap:id tag");
     }
 }

@@ -175,7 +175,14 @@ impl Kind for SecretReplica {
     }
 
     async fn create(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<Live, NodeError> {
-        self.replicate(cx, want).await?;
+        // ReplicateSecretToRegions takes no idempotency token: if the SDK sent it again after a
+        // lost response, the second answer is a refusal of a region already replicated. The
+        // region in the writer's replication status is the proof it ran.
+        if let Err(e) = self.replicate(cx, want).await
+            && self.status(cx).await?.is_none()
+        {
+            return Err(e);
+        }
         let (_, arn) = self.required_primary(cx).await?;
         let replica = replica_arn(&arn, &cx.region);
         Ok(Live::new(&replica)

@@ -26,6 +26,10 @@ crate::spec! {
     immutable []
 }
 
+fn failed(s: &ReplicationStatusType) -> bool {
+    s.status() == Some(&StatusType::Failed)
+}
+
 /// The ARN of the secret `arn` (in its own region) as replicated to `region`: same name and
 /// suffix (Secrets Manager User Guide, "Replicate an AWS Secrets Manager secret").
 pub fn replica_arn(arn: &str, region: &str) -> String {
@@ -163,6 +167,11 @@ impl Kind for SecretReplica {
         let Some((arn, status)) = self.status(cx).await? else {
             return Ok(None);
         };
+        // A failed replica does not exist: the next deploy creates it again (and says why it
+        // failed if it fails again).
+        if failed(&status) {
+            return Ok(None);
+        }
         let replica = replica_arn(&arn, &cx.region);
         Ok(Some(
             Live::new(&replica)
@@ -175,6 +184,11 @@ impl Kind for SecretReplica {
     }
 
     async fn create(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<Live, NodeError> {
+        // A replica that failed (e.g. a secret of that name was in the region) stays listed in
+        // the writer's replication status: it is removed before the region is added again.
+        if self.status(cx).await?.is_some_and(|(_, s)| failed(&s)) {
+            self.remove(cx).await?;
+        }
         // ReplicateSecretToRegions takes no idempotency token: if the SDK sent it again after a
         // lost response, the second answer is a refusal of a region already replicated. The
         // region in the writer's replication status is the proof it ran.

@@ -161,3 +161,57 @@ async fn a_forbidden_read_names_the_operation_and_the_object() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Regression (issue 17, item 6): a secret replica whose replication fails (Secrets Manager:
+/// status `Failed`, e.g. "a secret with this name already exists in this Region"; moto answers
+/// so too) was read as done. Deploy now fails that node naming the region and AWS's message;
+/// once the conflicting secret is gone, the next deploy removes the failed replica region and
+/// replicates again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_secret_replica_is_an_error_naming_its_region() {
+    let env = common::unique_env("srf");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let aws = raw().await;
+    let sec = first_secondary(&i);
+    let name = format!("tap-db-{env}");
+    // Someone else's secret of that name in the secondary region.
+    let theirs = aws
+        .secrets(sec)
+        .create_secret()
+        .name(&name)
+        .secret_string("{}")
+        .send()
+        .await
+        .unwrap();
+    let r = app::execute(Command::Deploy, &o).await.unwrap();
+    let line = r.nodes.iter().find(|n| n.id == node_id(&i, sec, "db-secret")).unwrap();
+    match &line.outcome {
+        Outcome::Failed { error, .. } => {
+            assert!(error.contains(sec) && error.contains("already exists"), "{error}");
+        }
+        other => panic!("the failed replica was taken for done: {other:?}"),
+    }
+    aws.secrets(sec)
+        .delete_secret()
+        .secret_id(theirs.arn().unwrap())
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    common::run(Command::Deploy, &o).await;
+    let d = aws
+        .secrets(i.topology.home())
+        .describe_secret()
+        .secret_id(&name)
+        .send()
+        .await
+        .unwrap();
+    let status: Vec<_> = d
+        .replication_status()
+        .iter()
+        .map(|s| (s.region(), s.status().map(|s| s.as_str().to_string())))
+        .collect();
+    assert_eq!(status, [(Some(sec), Some("InSync".to_string()))]);
+    common::run(Command::Destroy, &o).await;
+}

@@ -17,9 +17,14 @@ fn v2_bin() -> PathBuf {
         if let Ok(b) = std::env::var("TAP_V2_BIN") {
             return PathBuf::from(b);
         }
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/v2/build.sh");
+        // Not in `target`: the `cargo test` running this holds that directory's lock until it
+        // ends, so a build there would wait forever. A directory of its own costs one cold
+        // build of the dependencies, once (`.ci/run` builds it into `target` before the tests).
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let script = root.join("tests/v2/build.sh");
         let out = Command::new("bash")
             .arg(&script)
+            .env("CARGO_TARGET_DIR", root.join("target/v2"))
             .output()
             .expect("run tests/v2/build.sh");
         assert!(

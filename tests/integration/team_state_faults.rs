@@ -6,7 +6,6 @@
 use crate::cli::stderr;
 use crate::common;
 use crate::team_state::{object, state_bucket, tap_at};
-use std::process::Command;
 
 /// The fault-mode emulator of these tests: no random faults, only the S3 switches they set.
 fn endpoint() -> String {
@@ -16,20 +15,7 @@ fn endpoint() -> String {
 /// Sets an S3 switch of the fault layer (`lost=B/K`, `conflict=B/K&n=N`, `deny_delete=B/K`,
 /// `moved=B&region=R`).
 fn switch(ep: &str, query: &str) {
-    let url = format!("{ep}/_fault/s3?{query}");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST')).read()",
-            &url,
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "POST {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::emulator_post_at(ep, &format!("/_fault/s3?{query}"));
 }
 
 /// How often the fault layer injected `fault` on a request to `bucket`.

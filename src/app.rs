@@ -50,7 +50,7 @@ impl AppError {
 }
 
 /// Refuses a state file written for other inputs (env or regions) before anything runs.
-fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
+pub(crate) fn check_state_inputs(state: &State, opts: &Options) -> Result<(), AppError> {
     if let Some(old) = &state.inputs {
         let old: Inputs = serde_json::from_value(old.clone()).map_err(|e| {
             AppError::context(
@@ -123,10 +123,22 @@ async fn run_locked(
     let mut state = load_migrated(&*backend, opts, command != Command::Plan).await?;
     check_state_inputs(&state, opts)?;
     // The regions keep the indexes state recorded; the writer is the one state names.
+    let inputs = with_recorded_topology(&opts.inputs, &state);
     let opts = &Options {
-        inputs: with_recorded_topology(&opts.inputs, &state),
+        // While a stale writer awaits reprotect, its region's database, secret and ASG (and
+        // every replica that follows it) are left alone.
+        held: match command {
+            Command::Destroy => BTreeMap::new(),
+            _ => crate::dr::record::held(&state, &inputs.topology),
+        },
+        inputs,
         ..opts.clone()
     };
+    if command != Command::Destroy {
+        for line in crate::dr::record::summary(&state, opts.inputs.topology.home()) {
+            crate::render::err(&line);
+        }
+    }
     // The graph while the regions state records were all part of the stack: a removed region's
     // nodes are deleted in its reverse order.
     let previous = previous_graph(&opts.inputs, &state);
@@ -307,7 +319,7 @@ pub async fn load_state(opts: &Options) -> Result<State, AppError> {
 /// Loads the state and migrates a SPEC v2 state (SPEC v3 "Migration from v2"). With `keep`, a
 /// local file's v2 text is kept beside it as `<state>.v2` before anything writes the new one
 /// (an S3 state keeps it as the previous object version).
-async fn load_migrated(backend: &dyn Backend, opts: &Options, keep: bool) -> Result<State, AppError> {
+pub(crate) async fn load_migrated(backend: &dyn Backend, opts: &Options, keep: bool) -> Result<State, AppError> {
     let mut state = backend.load().await?;
     let migrated = crate::migrate::migrate(&mut state).map_err(|e| {
         AppError::Failed(format!(

@@ -113,6 +113,49 @@ pub enum Cmd {
     },
     /// Print a shell completion script: tap completions bash > /etc/bash_completion.d/tap
     Completions { shell: clap_complete::Shell },
+    /// Disaster recovery: evaluate a failover ahead of time
+    Dr {
+        #[command(subcommand)]
+        command: DrCmd,
+    },
+    /// Make another region the writer (ungraceful by default: calls that region only)
+    Failover {
+        /// The region to make the writer
+        #[arg(long)]
+        to: String,
+        /// Both regions healthy: fence writes, drain, fail over, then reprotect
+        #[arg(long)]
+        graceful: bool,
+        /// When the outage began (RFC 3339, or HH:MM UTC today): the recovery time is measured from it
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Print the steps and `dr check`; change nothing (exit 0 ready, 1 not ready)
+        #[arg(long)]
+        dry_run: bool,
+        /// Graceful: how long the replica must report replication normal before promotion
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+        drain: Duration,
+        /// Do not ask the operator to type the region (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// After a failover, once the old writer's region answers: fence and delete the stale
+    /// writer (final snapshot kept), new replicas, the secret re-homed
+    Reprotect {
+        /// Do not ask for confirmation (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DrCmd {
+    /// Is a failover to R possible right now? Read-only, calls to R only; exit 0 ready, 1 not
+    Check {
+        /// The region to fail over to [default: the region after the writer]
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,6 +402,76 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             }
             finish(&report, cli.json, t0)
         }
+        Cmd::Dr {
+            command: DrCmd::Check { to },
+        } => {
+            let report = crate::dr::check::execute(&opts, to.as_deref()).await?;
+            match cli.json {
+                true => crate::dr::check::json(&report),
+                false => crate::dr::check::print(&report),
+            }
+            Ok(if report.ready { 0 } else { 1 })
+        }
+        Cmd::Failover {
+            to,
+            graceful,
+            since,
+            dry_run,
+            drain,
+            yes,
+        } => {
+            let since = since
+                .map(|s| crate::dr::record::parse_since(&s, chrono::Utc::now()))
+                .transpose()
+                .map_err(AppError::Usage)?;
+            let args = crate::dr::failover::Args {
+                to: to.clone(),
+                graceful,
+                since,
+                dry_run,
+                drain,
+            };
+            if dry_run {
+                return dry_run_failover(&opts, &args, cli.json).await;
+            }
+            if !yes && !std::io::stdin().is_terminal() {
+                return Err(AppError::Usage("failover without a terminal needs --yes".into()));
+            }
+            let confirm = move |calls: &[String]| {
+                render::err(&format!("failover to {to}: these calls, per region:"));
+                for c in calls {
+                    render::err(&format!("  {c}"));
+                }
+                yes || ask_exact(&format!("Type {to} to fail over: "), &to)
+            };
+            let report = crate::dr::failover::execute(&opts, &args, &confirm).await?;
+            if let Some(f) = &cli.timeline {
+                write_timeline(f, &report.timeline, &opts)?;
+            }
+            match cli.json {
+                true => render::json_line(crate::dr::failover::json(&report)),
+                false => crate::dr::failover::print(&report),
+            }
+            Ok(0)
+        }
+        Cmd::Reprotect { yes } => {
+            if !yes && !std::io::stdin().is_terminal() {
+                return Err(AppError::Usage("reprotect without a terminal needs --yes".into()));
+            }
+            let confirm = move |steps: &[String]| {
+                render::err("reprotect:");
+                for c in steps {
+                    render::err(&format!("  {c}"));
+                }
+                yes || ask("Reprotect? [y/N] ")
+            };
+            let report = crate::dr::reprotect::execute(&opts, &confirm).await?;
+            match cli.json {
+                true => render::json_line(crate::dr::reprotect::json(&report)),
+                false => crate::dr::reprotect::print(&report),
+            }
+            Ok(0)
+        }
         Cmd::Destroy { yes } => {
             if !yes {
                 // What goes, from the state file (no AWS call before the answer).
@@ -419,6 +532,41 @@ fn ask(question: &str) -> bool {
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).is_ok() && approves(&line)
+}
+
+/// `failover --dry-run`: the steps, per region, and `dr check`; exit as the check.
+async fn dry_run_failover(opts: &Options, args: &crate::dr::failover::Args, json: bool) -> Result<i32, AppError> {
+    let state = app::load_state(opts).await?;
+    let inputs = app::with_recorded_topology(&opts.inputs, &state);
+    let from = inputs.topology.writer().to_string();
+    let mode = match args.graceful {
+        true => crate::dr::record::Mode::Graceful,
+        false => crate::dr::record::Mode::Ungraceful,
+    };
+    let steps = crate::dr::failover::calls_preview(&from, &args.to, mode, &inputs);
+    let report = crate::dr::check::execute(opts, Some(&args.to)).await?;
+    if json {
+        render::json_line(serde_json::json!({"type": "failover_plan", "from": from, "to": args.to, "steps": steps}));
+        crate::dr::check::json(&report);
+    } else {
+        render::err(&format!(
+            "failover {from} -> {} (dry run: nothing is changed):",
+            args.to
+        ));
+        for s in &steps {
+            render::err(&format!("  {s}"));
+        }
+        crate::dr::check::print(&report);
+    }
+    Ok(if report.ready { 0 } else { 1 })
+}
+
+/// Asks until end of input; true only for exactly `want`.
+fn ask_exact(question: &str, want: &str) -> bool {
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == want
 }
 
 /// What destroy would delete, as the state records it: per region, how many objects of each

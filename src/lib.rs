@@ -4,6 +4,7 @@ pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod dr;
 pub mod graph_view;
 pub mod kinds;
 pub mod migrate;

@@ -161,6 +161,7 @@ pub(crate) async fn pass(
         _ => node_events.clone(),
     };
     driver.planned = planned.clone();
+    driver.held = opts.held.clone();
     driver.default_action = match command {
         Command::Plan => "plan",
         Command::Deploy => "deploy",

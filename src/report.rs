@@ -111,6 +111,8 @@ pub(crate) fn print_plan(nodes: &[NodeLine], json: bool, verbose: bool) {
                             because.join(", ")
                         )
                     }
+                    // Left alone (a held node: reprotect pending; not this stack's object).
+                    Action::Skip { reason } => outln!("  {} ({}): left as it is: {reason}", n.id, n.region),
                     _ => outln!("{sign} {} ({}): {}", n.id, n.region, a.verb(false)),
                 }
                 if let Action::Update { changes } | Action::Replace { changes, .. } = a {
@@ -232,7 +234,9 @@ pub(crate) fn status(opts: &Options, state: &State, where_: &str, json: bool) ->
             render::json_line(v);
         }
         let mut summary = serde_json::json!({"type": "summary", "command": "status", "nodes": graph.len(),
-            "serial": state.serial, "lineage": state.lineage});
+            "serial": state.serial, "lineage": state.lineage,
+            "writer_region": state.writer_region.as_deref().unwrap_or(opts.inputs.topology.home()),
+            "dr": crate::dr::record::summary(state, opts.inputs.topology.home())});
         for (k, n) in counts {
             summary[k] = serde_json::json!(n);
         }
@@ -246,6 +250,9 @@ pub(crate) fn status(opts: &Options, state: &State, where_: &str, json: bool) ->
         state.serial,
         state.lineage
     );
+    for line in crate::dr::record::summary(state, opts.inputs.topology.home()) {
+        outln!("{line}");
+    }
     for n in graph.nodes() {
         let line = match state.nodes.get(&n.id) {
             None => "absent".to_string(),

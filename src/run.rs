@@ -49,6 +49,9 @@ pub struct Options {
     pub state_region: Option<String>,
     /// How long to wait for a state lock another run holds (S3 state); zero: fail at once.
     pub lock_timeout: Duration,
+    /// Nodes plan and deploy leave as they are, with the reason (a failover's roles awaiting
+    /// reprotect: `dr::record::held`). Set by the run from the state.
+    pub held: BTreeMap<String, String>,
 }
 
 pub type PlanHook = Arc<dyn Fn(&[NodeLine]) + Send + Sync>;
@@ -72,6 +75,7 @@ impl Options {
             state_url: None,
             state_region: None,
             lock_timeout: Duration::ZERO,
+            held: BTreeMap::new(),
         }
     }
 }

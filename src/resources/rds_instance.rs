@@ -127,6 +127,10 @@ fn to_live(db: DbInstance) -> Live {
     if let Some(e) = db.endpoint.as_ref().and_then(|e| e.address.clone()) {
         live = live.attr("endpoint", e);
     }
+    // A failover promotes a replica with the writer's backup window (PromoteReadReplica).
+    if let Some(w) = db.preferred_backup_window.clone() {
+        live = live.attr("backup_window", w);
+    }
     if let Some(s) = db.master_user_secret.as_ref().and_then(|s| s.secret_arn.clone()) {
         live = live.attr("secret_arn", s);
     }
@@ -373,13 +377,26 @@ impl Kind for RdsInstance {
         // moto answers 500 to deleting an unpromoted cross-region replica, yet deletes it; the
         // retry of that 500 then finds it gone, which counts as deleted.
         let rds = self.0.rds(&cx.region);
+        // A standalone instance outside the writer region is a stale writer a failover left
+        // behind (reprotect not run): it may hold writes that never replicated, so it goes with
+        // a final snapshot, which tap keeps (SPEC "Destroy").
+        let stale_writer = self.1 == Role::Replica && live.props.contains_key("engine");
+        let snapshot = format!(
+            "{}-final-{}",
+            names::db_instance(cx.inputs(), &cx.region),
+            chrono::Utc::now().format("%Y%m%d%H%M")
+        );
         let r = rds
             .delete_db_instance()
             .db_instance_identifier(&live.physical_id)
-            .skip_final_snapshot(true)
+            .skip_final_snapshot(!stale_writer)
+            .set_final_db_snapshot_identifier(stale_writer.then(|| snapshot.clone()))
             .delete_automated_backups(true)
             .send()
             .await;
+        if stale_writer {
+            tracing::info!(target: "tap::dr", "deleting stale writer {} with final snapshot {snapshot}", live.physical_id);
+        }
         match r.ok_on("DeleteDBInstance", GONE) {
             Err(e) if e.code == "InvalidDBInstanceState" && e.message.contains("already being deleted") => Ok(()),
             other => other,

@@ -93,6 +93,10 @@ pub struct Driver {
     pub default_action: &'static str,
     /// Set on Ctrl-C: retries and waits stop at their next sleep.
     pub cancel: Cancel,
+    /// Nodes the stack asks to leave as they are in this run (plan and deploy), with the reason
+    /// (e.g. a failover's roles not yet re-protected): skipped, their recorded attrs kept for
+    /// dependents. Destroy ignores it.
+    pub held: BTreeMap<String, String>,
     /// Attrs of nodes known in this run (seeded from state), for dependents.
     attrs: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     /// Twins found (plan) or deleted (deploy, destroy), by node: their physical ids.
@@ -112,6 +116,7 @@ impl Driver {
             planned: BTreeMap::new(),
             default_action: "plan",
             cancel: Cancel::default(),
+            held: BTreeMap::new(),
             attrs: Mutex::new(attrs),
             twins: Mutex::default(),
         }
@@ -216,6 +221,9 @@ impl Driver {
 
     /// Plan: what deploy would do. Writes nothing.
     pub async fn plan(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        if let Some(reason) = self.held.get(cx.id()) {
+            return Ok(Action::Skip { reason: reason.clone() });
+        }
         let live = self.read(r, cx).await.map_err(|e| e.on(r.object(cx)))?;
         let desired = r.desired(cx).await?;
         self.set_attrs(cx.id(), live.as_ref().map(|l| l.attrs.clone()));
@@ -249,6 +257,9 @@ impl Driver {
     }
 
     pub async fn deploy(&self, r: &dyn Resource, cx: &NodeCx) -> Result<Action, NodeError> {
+        if let Some(reason) = self.held.get(cx.id()) {
+            return Ok(Action::Skip { reason: reason.clone() });
+        }
         match self.deploy_inner(r, cx).await {
             Ok(a) => Ok(a),
             Err(e) => Err(self.fail(r, cx, e).await),

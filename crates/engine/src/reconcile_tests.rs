@@ -58,6 +58,29 @@ mod wait_tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A node the stack holds (a failover's roles not yet re-protected) is neither read nor
+    /// changed by plan or deploy: skipped with the stack's reason.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_node_is_skipped_with_its_reason_and_never_touched() {
+        let store = Arc::new(StateStore::new(
+            std::env::temp_dir().join("tap-unused-held.json"),
+            State::new(),
+            true,
+        ));
+        let mut driver = Driver::new(store, 2, Arc::default(), false);
+        let cx = test_cx("primary/forever", "forever");
+        driver.held.insert(cx.id().to_string(), "reprotect pending".into());
+        for r in [driver.plan(&Forever, &cx).await, driver.deploy(&Forever, &cx).await] {
+            assert_eq!(
+                r.unwrap(),
+                Action::Skip {
+                    reason: "reprotect pending".into()
+                },
+                "Forever would have created (plan) or waited forever (deploy)"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

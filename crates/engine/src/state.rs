@@ -79,6 +79,10 @@ pub struct State {
     /// The region that writes, when another than the stack's home (after a failover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer_region: Option<String>,
+    /// The stack's disaster-recovery history (failovers and their reprotects), oldest first:
+    /// opaque to the engine, like the inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,7 @@ impl State {
             last_run: None,
             regions: BTreeMap::new(),
             writer_region: None,
+            failovers: Vec::new(),
         }
     }
 

@@ -185,7 +185,7 @@ pub async fn execute(
         let started_at = now();
         let events = opts.events.clone().with(recorder.sink());
         let runner = Runner::new(store.clone(), aws.clone(), &opts, events.clone(), Phase::Failover);
-        let res = steps(&runner, &opts, &from, &to, mode, args).await;
+        let res = Box::pin(steps(&runner, &opts, &from, &to, mode, args)).await;
         let timeline = recorder.finish("failover", started_at, &crate::engine::graph::Graph::default(), false);
         let _ = store.set_last_run(timeline.clone()).await;
         res.map_err(|e| AppError::context(format!("failover to {to}"), e))?;
@@ -201,7 +201,7 @@ pub async fn execute(
             reprotect: None,
         };
         if mode == Mode::Graceful {
-            report.reprotect = Some(reprotect::run(&store, &aws, &opts, &events).await?);
+            report.reprotect = Some(Box::pin(reprotect::run(&store, &aws, &opts, &events)).await?);
         }
         Ok(report)
     }

@@ -135,6 +135,7 @@ impl Runner {
             .await
     }
 
+    /// A step as recorded, by its id (`{region}/{step}`: a step runs once per region).
     fn recorded(&self, name: &str) -> Option<Step> {
         let f = self.failover();
         match self.phase {
@@ -164,7 +165,7 @@ impl Runner {
         Fut: Future<Output = Result<String, NodeError>>,
     {
         let cx = Arc::new(self.cx(name, region, max_minutes));
-        if let Some(s) = self.recorded(name).filter(|s| s.status == StepStatus::Done) {
+        if let Some(s) = self.recorded(cx.id()).filter(|s| s.status == StepStatus::Done) {
             let detail = s.detail.unwrap_or_default();
             self.events.emit(Event::Note {
                 at: self.at(&cx, "done"),
@@ -182,7 +183,7 @@ impl Runner {
         }
         let started = now();
         self.put_step(
-            name,
+            cx.id(),
             Step {
                 region: region.to_string(),
                 status: StepStatus::Started,
@@ -205,7 +206,7 @@ impl Runner {
         // is idempotent: it reads before it acts).
         if !matches!(&res, Err(e) if e.is_interrupted()) {
             self.put_step(
-                name,
+                cx.id(),
                 Step {
                     region: region.to_string(),
                     status,

@@ -83,7 +83,7 @@ pub async fn execute(opts: &Options, confirm: &(dyn Fn(&[String]) -> bool + Sync
         let recorder = Recorder::new();
         let started_at = now();
         let events = opts.events.clone().with(recorder.sink());
-        let report = run(&store, &aws, &opts, &events).await;
+        let report = Box::pin(run(&store, &aws, &opts, &events)).await;
         let graph = crate::app::graph_of(&opts.inputs);
         let _ = store
             .set_last_run(recorder.finish("reprotect", started_at, &graph, false))
@@ -120,7 +120,7 @@ pub async fn run(store: &Arc<StateStore>, aws: &Arc<Aws>, opts: &Options, events
             .await
             .map_err(|e| AppError::context("recording the reprotect", e))?;
     }
-    let res = steps(&runner, store, opts, events, &f.from, &f.to, &stamp).await;
+    let res = Box::pin(steps(&runner, store, opts, events, &f.from, &f.to, &stamp)).await;
     let steps = runner.lines();
     let (nodes, final_snapshot) = res.map_err(|e| AppError::context("reprotect", e))?;
     Ok(Report {
@@ -265,12 +265,16 @@ async fn steps(
         &planned,
         events,
     );
-    let (deleted, nodes) = tokio::join!(deletes, deploy);
+    let (deleted, nodes) = tokio::join!(Box::pin(deletes), Box::pin(deploy));
     let final_snapshot = deleted?;
     let failed: Vec<String> = nodes
         .iter()
-        .filter(|n| !matches!(n.outcome, Outcome::Done(_)))
-        .map(|n| n.id.clone())
+        .filter_map(|n| match &n.outcome {
+            Outcome::Done(_) => None,
+            Outcome::Failed { error, .. } => Some(format!("{}: {error}", n.id)),
+            Outcome::Blocked { by } => Some(format!("{}: blocked by {by}", n.id)),
+            Outcome::Interrupted => Some(format!("{}: interrupted", n.id)),
+        })
         .collect();
     if !failed.is_empty() {
         return Err(NodeError::fatal(
@@ -278,7 +282,7 @@ async fn steps(
             "NodesFailed",
             format!(
                 "the swapped roles did not converge: {} (run `tap reprotect` again)",
-                failed.join(", ")
+                failed.join("; ")
             ),
         ));
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod defects;
+mod dr;
 mod drift;
 mod emulator_dr;
 mod faults;

@@ -13,6 +13,17 @@ middleware adds each of those, at rates set per kind, from a seeded random sourc
   consistency=S   for S seconds after an EC2 create, a call naming the new id (VpcId, SubnetId,
                   GroupId, ... or VpcId.1 in a describe) answers `*.NotFound` (EC2 API reference,
                   "Eventual consistency in the Amazon EC2 API")
+  listing=S       for S seconds after a create that takes no idempotency token (CreateVpc,
+                  CreateSubnet, CreateInternetGateway, AllocateAddress, KMS CreateKey), a
+                  listing by tags (DescribeVpcs / DescribeSubnets / DescribeInternetGateways /
+                  DescribeAddresses with a tag: filter) and KMS ListKeys leave the new object out,
+                  while a call naming its id finds it. Listings lag longer than ids: "increasing
+                  gradually up to a few minutes of wait time" (EC2 developer guide, "Eventual
+                  consistency in the Amazon EC2 API",
+                  https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html); "in
+                  some cases, it can take several minutes" (KMS developer guide, "AWS KMS eventual
+                  consistency",
+                  https://docs.aws.amazon.com/kms/latest/developerguide/programming-eventual-consistency.html)
   linger=S        for S seconds after DeleteDBInstance, DeleteAutoScalingGroup or DeleteFunction
                   in a region, DeleteSecurityGroup and DeleteSubnet there answer
                   DependencyViolation (network interfaces of the deleted owner linger; EC2 API
@@ -71,6 +82,7 @@ import re
 import socket
 import threading
 import time
+import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs
 
 SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/")
@@ -103,13 +115,21 @@ NOT_FOUND = {
     "eipalloc-": "InvalidAllocationID.NotFound",
     "nat-": "NatGatewayNotFound",
 }
+# Listings by tag, and the element of a listed item that holds its id.
+LISTED_ID = {
+    "DescribeVpcs": "vpcId",
+    "DescribeSubnets": "subnetId",
+    "DescribeInternetGateways": "internetGatewayId",
+    "DescribeAddresses": "allocationId",
+}
+TAG_FILTER = re.compile(r"^Filter\.\d+\.Name$")
 LINGER_AFTER = {("rds", "DeleteDBInstance"), ("autoscaling", "DeleteAutoScalingGroup"), ("lambda", "DeleteFunction")}
 LINGER_ON = {"DeleteSecurityGroup", "DeleteSubnet"}
 
 
 def parse(spec):
     cfg = {"seed": 0, "throttle": 0.0, "unavailable": 0.0, "lost": 0.0, "consistency": 0.0, "linger": 0.0,
-           "only": None, "first": 0.0}
+           "listing": 0.0, "only": None, "first": 0.0}
     for part in (spec or "").split(","):
         if "=" not in part:
             continue
@@ -306,6 +326,10 @@ class Faults:
                     mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
                     if mm:
                         self.created[mm.group(1)] = time.time()
+                if ok and service == "kms" and action == "CreateKey":
+                    key = json.loads(out or b"{}").get("KeyMetadata", {}).get("KeyId")
+                    if key:
+                        self.created[key] = time.time()
                 if ok and service == "cloudfront" and "/origin-access-control" in path:
                     text = out.decode(errors="replace")
                     if action.startswith("POST "):
@@ -317,6 +341,7 @@ class Faults:
                 if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
                     self.deleted_owner[region] = time.time()
 
+        result = self.lagging_listing(service, region, action, form, result)
         if fault and fault.startswith("lost"):
             with self.lock:
                 self.note(service, region, action, fault)
@@ -363,6 +388,40 @@ class Faults:
                     return "lost-conditional", error_response(
                         "s3", 500, "InternalError", "We encountered an internal error. Please try again.")
         return None
+
+    def lagging_listing(self, service, region, action, form, result):
+        """The listing without the objects created less than `listing` seconds ago (see the
+        module's docstring), else the result as it is."""
+        status, headers, out = result
+        tagged = action in LISTED_ID and any(
+            TAG_FILTER.match(k) and v.startswith("tag:") for k, v in form.items())
+        if status[:1] != "2" or not (tagged or (service == "kms" and action == "ListKeys")):
+            return result
+        with self.lock:
+            now, lag = time.time(), self.cfg["listing"]
+            fresh = {i for i, t in self.created.items() if now - t < lag}
+        if not fresh:
+            return result
+        if service == "kms":
+            data = json.loads(out or b"{}")
+            keys = data.get("Keys", [])
+            data["Keys"] = [k for k in keys if k.get("KeyId") not in fresh]
+            dropped, out = len(keys) - len(data["Keys"]), json.dumps(data).encode()
+        else:
+            root = ET.fromstring(out)
+            if root.tag.startswith("{"):
+                ET.register_namespace("", root.tag[1:].split("}")[0])
+            dropped = 0
+            for listed in list(root):
+                for item in list(listed):
+                    if any(c.tag.split("}")[-1] == LISTED_ID[action] and c.text in fresh for c in item):
+                        listed.remove(item)
+                        dropped += 1
+            out = ET.tostring(root, encoding="unicode").encode() if dropped else out
+        if dropped:
+            with self.lock:
+                self.note(service, region, action, "listing-lag")
+        return status, headers, out
 
     @staticmethod
     def reply(start_response, result):

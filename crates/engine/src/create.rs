@@ -152,11 +152,14 @@ impl Driver {
     /// found that carries other ownership tags is an error (`read` refuses it); one that takes
     /// tags but carries none is not adopted after "already exists".
     async fn look_up(&self, r: &dyn Resource, cx: &NodeCx, after: &NodeError) -> Result<Option<Live>, NodeError> {
-        let policy = RetryPolicy::LOOK_UP.scaled(self.wait_scale);
+        let policy = look_up_policy(after).scaled(self.wait_scale);
         for attempt in 1..=policy.max_attempts {
             self.progress.set_status(
                 cx.id(),
-                &format!("looking for the object after {} ({})", after.op, after.code),
+                &format!(
+                    "looking for the object after {} ({}), {attempt}/{}",
+                    after.op, after.code, policy.max_attempts
+                ),
             );
             if let Some(live) = self.read(r, cx).await? {
                 if after.class == ErrorClass::AlreadyExists && cx.owns(&live).is_none() && live.tags.is_some() {
@@ -179,6 +182,21 @@ impl Driver {
     }
 }
 
+/// How long to look for the object a failed create may have made before sending it again.
+/// A lost response (500, timeout, connection reset: the create may have run) is looked for for
+/// minutes, as long as a tag listing may lag behind ([`RetryPolicy::LOOK_UP_UNKNOWN`]). A 503
+/// refused it before it ran ("ServiceUnavailable", "Unavailable: the server is overloaded and
+/// cannot handle the request"; EC2 API reference, "Error codes",
+/// https://docs.aws.amazon.com/ec2/latest/devguide/errors-overview.html) and "already exists"
+/// names an object a read finds at once: a few quick looks.
+fn look_up_policy(after: &NodeError) -> RetryPolicy {
+    match (after.class, after.status) {
+        (ErrorClass::Transient, Some(503)) => RetryPolicy::LOOK_UP,
+        (ErrorClass::Transient, _) => RetryPolicy::LOOK_UP_UNKNOWN,
+        _ => RetryPolicy::LOOK_UP,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +216,8 @@ mod tests {
         Lost,
         /// Refused before running.
         Refused(ErrorClass),
+        /// Refused before running with a 503.
+        Unavailable,
     }
 
     /// An in-memory kind: the engine's protocol under test, not an AWS API.
@@ -209,6 +229,10 @@ mod tests {
         follow_ups: AtomicU32,
         follow_up_failures: AtomicU32,
         tagged: bool,
+        /// A listing (read) does not show an object until this long after its create
+        /// (eventual consistency).
+        hidden_for: std::time::Duration,
+        made_at: Mutex<Option<tokio::time::Instant>>,
     }
 
     impl Mem {
@@ -238,10 +262,18 @@ mod tests {
             Ok(Props::new())
         }
         async fn read(&self, _: &NodeCx) -> Result<Option<Live>, NodeError> {
+            let made = *self.made_at.lock().unwrap();
+            if made.is_some_and(|t| t.elapsed() < self.hidden_for) {
+                return Ok(None);
+            }
             Ok(self.objects.lock().unwrap().first().cloned())
         }
         async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
             self.creates.fetch_add(1, Ordering::SeqCst);
+            self.made_at
+                .lock()
+                .unwrap()
+                .get_or_insert_with(tokio::time::Instant::now);
             let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
             let mut objects = self.objects.lock().unwrap();
             let tags = match self.tagged {
@@ -258,6 +290,10 @@ mod tests {
                     Err(err(c))
                 }
                 Step::Refused(c) => Err(err(c)),
+                Step::Unavailable => Err(NodeError {
+                    status: Some(503),
+                    ..err(ErrorClass::Transient)
+                }),
                 Step::Lost => {
                     objects.push(live);
                     Err(err(ErrorClass::Transient))
@@ -359,5 +395,32 @@ mod tests {
         let e = d.create(&r, &cx, &Props::new()).await.unwrap_err();
         assert_eq!(e.code, "NotOwned", "{e}");
         assert_eq!(r.creates.load(Ordering::SeqCst), 1);
+    }
+
+    /// Issue 17 item 10: a tag listing that lags the create by a minute. The look-up after a
+    /// lost response went on for 6 s, concluded "not there" and created a twin.
+    #[tokio::test(start_paused = true)]
+    async fn look_up_after_a_lost_create_response_outlasts_a_slow_tag_listing() {
+        let (d, cx) = setup();
+        let mut r = Mem::new(&[Step::Lost], true);
+        r.hidden_for = std::time::Duration::from_secs(60);
+        let t0 = tokio::time::Instant::now();
+        let live = d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(live.physical_id, "obj-0");
+        assert_eq!(r.creates.load(Ordering::SeqCst), 1, "not sent again");
+        assert_eq!(r.objects.lock().unwrap().len(), 1, "no twin");
+        assert!(t0.elapsed() >= std::time::Duration::from_secs(60));
+    }
+
+    /// A create refused with a 503 did not run: a few quick looks, then it is sent again (the
+    /// common path does not wait minutes).
+    #[tokio::test(start_paused = true)]
+    async fn a_create_refused_with_503_is_sent_again_after_a_short_look() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[Step::Unavailable], true);
+        let t0 = tokio::time::Instant::now();
+        d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(r.creates.load(Ordering::SeqCst), 2);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
     }
 }

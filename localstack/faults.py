@@ -41,10 +41,8 @@ CloudFront origin access control names are unique per account (CreateOriginAcces
 409 OriginAccessControlAlreadyExists); moto creates a second one, so this layer refuses it. Deleting
 one that is gone answers 404 NoSuchOriginAccessControl (moto: 500).
 
-Idempotency as AWS implements it, which moto does not: an EC2 request carrying a ClientToken
-that was seen before, and a CloudFront CreateDistribution with a CallerReference seen before,
-get the first response again instead of being executed twice (EC2 API reference, "Ensuring
-idempotency"; CloudFront API reference, CreateDistribution: CallerReference).
+Idempotency tokens (EC2 ClientToken, CloudFront CallerReference) are remembered by the rules
+layer behind this one (rules.py), in every mode: a lost response's resend gets the first answer.
 
 S3 as AWS answers it where moto does not, per bucket or object, so that tests sharing one
 emulator do not meet each other's switches. Set with POST /_fault/s3?SWITCH (query string):
@@ -172,7 +170,6 @@ class Faults:
         self.log = []
         self.created = {}  # ec2 id -> time of create
         self.deleted_owner = {}  # region -> time of the last owner delete
-        self.replies = {}  # idempotency key -> (status, headers, body)
         self.seen = set()  # (action, body) of requests already answered, for first=1
         self.oac_names = {}  # origin access control id -> name
         self.s3 = {"lost": set(), "conflict": {}, "deny_delete": set(), "moved": {}}
@@ -304,42 +301,34 @@ class Faults:
                 return self.reply(start_response, error_response(
                     service, 404, "NoSuchOriginAccessControl", "The origin access control does not exist."))
 
-        key = self.idempotency_key(service, region, action, form, body, path)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _: None
+
+        out = b"".join(self.app(environ, capture))
+        result = (captured["status"], captured["headers"], out)
+        ok = result[0][:1] == "2"
         with self.lock:
-            cached = self.replies.get(key) if key else None
-        if cached is not None:
-            result = cached
-        else:
-            captured = {}
-
-            def capture(status, headers, exc_info=None):
-                captured["status"], captured["headers"] = status, headers
-                return lambda _: None
-
-            out = b"".join(self.app(environ, capture))
-            result = (captured["status"], captured["headers"], out)
-            ok = result[0][:1] == "2"
-            with self.lock:
-                if key and ok:
-                    self.replies[key] = result
-                if ok and service == "ec2" and action in CREATED_ID:
-                    mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
-                    if mm:
-                        self.created[mm.group(1)] = time.time()
-                if ok and service == "kms" and action == "CreateKey":
-                    key = json.loads(out or b"{}").get("KeyMetadata", {}).get("KeyId")
-                    if key:
-                        self.created[key] = time.time()
-                if ok and service == "cloudfront" and "/origin-access-control" in path:
-                    text = out.decode(errors="replace")
-                    if action.startswith("POST "):
-                        i, n = re.search(r"<Id>([^<]+)</Id>", text), re.search(r"<Name>([^<]+)</Name>", text)
-                        if i and n:
-                            self.oac_names[i.group(1)] = n.group(1)
-                    elif action.startswith("DELETE "):
-                        self.oac_names.pop(path.rsplit("/", 1)[-1], None)
-                if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
-                    self.deleted_owner[region] = time.time()
+            if ok and service == "ec2" and action in CREATED_ID:
+                mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
+                if mm:
+                    self.created.setdefault(mm.group(1), time.time())
+            if ok and service == "kms" and action == "CreateKey":
+                key = json.loads(out or b"{}").get("KeyMetadata", {}).get("KeyId")
+                if key:
+                    self.created.setdefault(key, time.time())
+            if ok and service == "cloudfront" and "/origin-access-control" in path:
+                text = out.decode(errors="replace")
+                if action.startswith("POST "):
+                    i, n = re.search(r"<Id>([^<]+)</Id>", text), re.search(r"<Name>([^<]+)</Name>", text)
+                    if i and n:
+                        self.oac_names[i.group(1)] = n.group(1)
+                elif action.startswith("DELETE "):
+                    self.oac_names.pop(path.rsplit("/", 1)[-1], None)
+            if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
+                self.deleted_owner[region] = time.time()
 
         result = self.lagging_listing(service, region, action, form, result)
         if fault and fault.startswith("lost"):
@@ -430,12 +419,3 @@ class Faults:
         start_response(status, headers)
         return [body]
 
-    @staticmethod
-    def idempotency_key(service, region, action, form, body, path):
-        if service == "ec2" and form.get("ClientToken"):
-            return ("ec2", region, action, form["ClientToken"])
-        if service == "cloudfront" and path.endswith("/distribution"):
-            m = re.search(rb"<CallerReference>([^<]+)</CallerReference>", body)
-            if m:
-                return ("cloudfront", m.group(1).decode())
-        return None

@@ -62,6 +62,13 @@ emulator do not meet each other's switches. Set with POST /_fault/s3?SWITCH (que
   deny_delete=BUCKET/KEY
                       DeleteObject on that object answers 403 AccessDenied, not executed (a policy
                       without s3:DeleteObject on it)
+  s3compat=BUCKET     the bucket answers as LocalStack's S3 does (an S3-compatible store, not AWS):
+                      DeleteObject with If-Match answers 501 NotImplemented, not executed, where
+                      AWS evaluates it (S3 User Guide, "How to perform conditional deletes":
+                      https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html;
+                      NotImplemented, 501, "A header you provided implies functionality that is not
+                      implemented": S3 API reference, "Error responses"); PutObject with If-Match
+                      on a key that does not exist answers 404 NoSuchKey instead of 412
   moved=BUCKET&region=R
                       the bucket is in region R: every request to it signed for another region
                       answers 301 PermanentRedirect with the header x-amz-bucket-region: R (no body
@@ -158,7 +165,7 @@ def error_response(service, status, code, message):
         body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
                 f"</Error><RequestId>{rid}</RequestId></ErrorResponse>").encode()
         headers = [("Content-Type", "text/xml")]
-    reason = {301: "Moved Permanently", 403: "Forbidden", 412: "Precondition Failed", 404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    reason = {501: "Not Implemented", 301: "Moved Permanently", 403: "Forbidden", 412: "Precondition Failed", 404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
     return f"{status} {reason.get(status, 'Error')}", headers + [("Content-Length", str(len(body)))], body
 
 
@@ -172,7 +179,7 @@ class Faults:
         self.deleted_owner = {}  # region -> time of the last owner delete
         self.seen = set()  # (action, body) of requests already answered, for first=1
         self.oac_names = {}  # origin access control id -> name
-        self.s3 = {"lost": set(), "conflict": {}, "deny_delete": set(), "moved": {}}
+        self.s3 = {"lost": set(), "conflict": {}, "deny_delete": set(), "moved": {}, "s3compat": set()}
         self.s3_lost_seen = set()  # distinct conditional requests whose response was lost
 
     def configure(self, spec):
@@ -193,6 +200,8 @@ class Faults:
                     self.s3["conflict"][q["conflict"]] = int(q.get("n", "1"))
                 if "deny_delete" in q:
                     self.s3["deny_delete"].add(q["deny_delete"])
+                if "s3compat" in q:
+                    self.s3["s3compat"].add(q["s3compat"])
                 if "moved" in q:
                     self.s3["moved"][q["moved"]] = q["region"]
         if environ.get("REQUEST_METHOD") == "POST" and path == "/_fault/config":
@@ -365,6 +374,13 @@ class Faults:
                 return "moved", ("301 Moved Permanently", headers + [("x-amz-bucket-region", home)], data)
             if method == "DELETE" and obj in self.s3["deny_delete"]:
                 return "access-denied", error_response("s3", 403, "AccessDenied", "Access Denied")
+            compat = bucket in self.s3["s3compat"]
+        if compat and method == "DELETE" and "HTTP_IF_MATCH" in environ:
+            return "not-implemented", error_response(
+                "s3", 501, "NotImplemented", "A header you provided implies functionality that is not implemented")
+        if compat and method == "PUT" and "HTTP_IF_MATCH" in environ and not self.s3_exists(bucket, obj):
+            return "no-such-key", error_response("s3", 404, "NoSuchKey", "The specified key does not exist.")
+        with self.lock:
             if conditional and method in ("PUT", "DELETE") and self.s3["conflict"].get(obj, 0) > 0:
                 self.s3["conflict"][obj] -= 1
                 return "conflict-409", error_response(
@@ -411,6 +427,16 @@ class Faults:
             with self.lock:
                 self.note(service, region, action, "listing-lag")
         return status, headers, out
+
+    @staticmethod
+    def s3_exists(bucket, obj):
+        from moto.s3.models import s3_backends
+
+        key = obj.split("/", 1)[1] if "/" in obj else ""
+        try:
+            return s3_backends["123456789012"]["aws"].get_object(bucket, key) is not None
+        except Exception:
+            return False
 
     @staticmethod
     def reply(start_response, result):

@@ -3,6 +3,9 @@
 #
 #   localstack/emulator.sh install          create/refresh the venv (idempotent)
 #   localstack/emulator.sh start [--timing|--faults] start on 127.0.0.1:$TAP_EMULATOR_PORT (default 4566)
+#   localstack/emulator.sh start --localstack      LocalStack community instead of moto (no Docker;
+#                                           needs a Python >= 3.12: $PYTHON, python3.13, python3.12,
+#                                           python3; exit 3 saying why when there is none)
 #   localstack/emulator.sh stop             stop the server this script started
 #   localstack/emulator.sh status           exit 0 when it answers
 #
@@ -34,11 +37,50 @@ install() {
   echo "$moto_pin" >"$stamp"
 }
 
+# LocalStack community, from PyPI, run without Docker (python -m localstack.runtime.main). It has
+# S3, KMS, IAM, STS, SNS, Secrets Manager, EC2, Logs and SSM; RDS, CloudFront and Auto Scaling
+# are the paid edition's. Its S3 answers DeleteObject If-Match 501 NotImplemented and PutObject
+# If-Match on a missing key 404 (tap copes: README, "Team state in S3"). The pins: its 2026.3.0
+# release with the cbor2, pyOpenSSL and cryptography versions it runs with.
+ls_pins=("localstack-core[runtime]==2026.3.0" "cbor2<6" "pyopenssl==25.1.0" "cryptography>=45,<46" "service_identity")
+ls_venv=$cache/localstack-venv
+
+# A Python >= 3.12 (LocalStack's code does not parse on 3.11), or nothing.
+python312() {
+  local py
+  for py in ${PYTHON:-} python3.14 python3.13 python3.12 python3; do
+    if command -v "$py" >/dev/null 2>&1 &&
+      "$py" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      command -v "$py"
+      return 0
+    fi
+  done
+  return 1
+}
+
+install_localstack() {
+  local py
+  if ! py=$(python312); then
+    echo "skip: LocalStack community needs Python >= 3.12; found $(python3 --version 2>&1 || echo no python3)" >&2
+    return 3
+  fi
+  mkdir -p "$cache"
+  local stamp=$ls_venv/.tap-installed
+  if [[ -f $stamp && $(cat "$stamp") == "${ls_pins[*]}" ]]; then
+    return 0
+  fi
+  "$py" -m venv "$ls_venv"
+  "$ls_venv/bin/pip" install --quiet --disable-pip-version-check "${ls_pins[@]}"
+  echo "${ls_pins[*]}" >"$stamp"
+}
+
+health_path=/moto-api/
+
 answers() {
-  python3 - "$host" "$port" <<'PY'
+  python3 - "$host" "$port" "$health_path" <<'PY'
 import sys, urllib.request
 try:
-    urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/moto-api/", timeout=2).read()
+    urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}{sys.argv[3]}", timeout=2).read()
 except Exception:
     sys.exit(1)
 PY
@@ -48,13 +90,23 @@ start() {
   local mode=plain
   [[ ${1:-} == --timing ]] && mode=timing
   [[ ${1:-} == --faults ]] && mode=faults
-  install
+  if [[ ${1:-} == --localstack ]]; then
+    mode=localstack
+    health_path=/_localstack/health
+    install_localstack || return $?
+  else
+    install
+  fi
   if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && answers; then
     echo "emulator already running on http://$host:$port (pid $(cat "$pidfile"))"
     return 0
   fi
   export MOTO_IAM_LOAD_MANAGED_POLICIES=true
-  if [[ $mode == timing ]]; then
+  if [[ $mode == localstack ]]; then
+    GATEWAY_LISTEN=$host:$port SERVICES=s3,kms,iam,sts,sns,secretsmanager,ec2,logs,ssm \
+      LOCALSTACK_VOLUME_DIR=$cache/localstack-$port \
+      nohup "$ls_venv/bin/python" -m localstack.runtime.main >"$logfile" 2>&1 &
+  elif [[ $mode == timing ]]; then
     nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" >"$logfile" 2>&1 &
   elif [[ $mode == faults ]]; then
     nohup "$venv/bin/python" "$here/timing_server.py" --host "$host" --port "$port" --faults >"$logfile" 2>&1 &
@@ -99,5 +151,5 @@ case ${1:-} in
   start) shift; start "$@" ;;
   stop) stop ;;
   status) answers ;;
-  *) echo "usage: $0 install | start [--timing|--faults] | stop | status" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start [--timing|--faults|--localstack] | stop | status" >&2; exit 2 ;;
 esac

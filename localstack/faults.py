@@ -13,6 +13,17 @@ middleware adds each of those, at rates set per kind, from a seeded random sourc
   consistency=S   for S seconds after an EC2 create, a call naming the new id (VpcId, SubnetId,
                   GroupId, ... or VpcId.1 in a describe) answers `*.NotFound` (EC2 API reference,
                   "Eventual consistency in the Amazon EC2 API")
+  listing=S       for S seconds after a create that takes no idempotency token (CreateVpc,
+                  CreateSubnet, CreateInternetGateway, AllocateAddress, KMS CreateKey), a
+                  listing by tags (DescribeVpcs / DescribeSubnets / DescribeInternetGateways /
+                  DescribeAddresses with a tag: filter) and KMS ListKeys leave the new object out,
+                  while a call naming its id finds it. Listings lag longer than ids: "increasing
+                  gradually up to a few minutes of wait time" (EC2 developer guide, "Eventual
+                  consistency in the Amazon EC2 API",
+                  https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html); "in
+                  some cases, it can take several minutes" (KMS developer guide, "AWS KMS eventual
+                  consistency",
+                  https://docs.aws.amazon.com/kms/latest/developerguide/programming-eventual-consistency.html)
   linger=S        for S seconds after DeleteDBInstance, DeleteAutoScalingGroup or DeleteFunction
                   in a region, DeleteSecurityGroup and DeleteSubnet there answer
                   DependencyViolation (network interfaces of the deleted owner linger; EC2 API
@@ -30,10 +41,8 @@ CloudFront origin access control names are unique per account (CreateOriginAcces
 409 OriginAccessControlAlreadyExists); moto creates a second one, so this layer refuses it. Deleting
 one that is gone answers 404 NoSuchOriginAccessControl (moto: 500).
 
-Idempotency as AWS implements it, which moto does not: an EC2 request carrying a ClientToken
-that was seen before, and a CloudFront CreateDistribution with a CallerReference seen before,
-get the first response again instead of being executed twice (EC2 API reference, "Ensuring
-idempotency"; CloudFront API reference, CreateDistribution: CallerReference).
+Idempotency tokens (EC2 ClientToken, CloudFront CallerReference) are remembered by the rules
+layer behind this one (rules.py), in every mode: a lost response's resend gets the first answer.
 
 S3 as AWS answers it where moto does not, per bucket or object, so that tests sharing one
 emulator do not meet each other's switches. Set with POST /_fault/s3?SWITCH (query string):
@@ -53,6 +62,13 @@ emulator do not meet each other's switches. Set with POST /_fault/s3?SWITCH (que
   deny_delete=BUCKET/KEY
                       DeleteObject on that object answers 403 AccessDenied, not executed (a policy
                       without s3:DeleteObject on it)
+  s3compat=BUCKET     the bucket answers as LocalStack's S3 does (an S3-compatible store, not AWS):
+                      DeleteObject with If-Match answers 501 NotImplemented, not executed, where
+                      AWS evaluates it (S3 User Guide, "How to perform conditional deletes":
+                      https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html;
+                      NotImplemented, 501, "A header you provided implies functionality that is not
+                      implemented": S3 API reference, "Error responses"); PutObject with If-Match
+                      on a key that does not exist answers 404 NoSuchKey instead of 412
   moved=BUCKET&region=R
                       the bucket is in region R: every request to it signed for another region
                       answers 301 PermanentRedirect with the header x-amz-bucket-region: R (no body
@@ -71,6 +87,7 @@ import re
 import socket
 import threading
 import time
+import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs
 
 SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/")
@@ -103,13 +120,21 @@ NOT_FOUND = {
     "eipalloc-": "InvalidAllocationID.NotFound",
     "nat-": "NatGatewayNotFound",
 }
+# Listings by tag, and the element of a listed item that holds its id.
+LISTED_ID = {
+    "DescribeVpcs": "vpcId",
+    "DescribeSubnets": "subnetId",
+    "DescribeInternetGateways": "internetGatewayId",
+    "DescribeAddresses": "allocationId",
+}
+TAG_FILTER = re.compile(r"^Filter\.\d+\.Name$")
 LINGER_AFTER = {("rds", "DeleteDBInstance"), ("autoscaling", "DeleteAutoScalingGroup"), ("lambda", "DeleteFunction")}
 LINGER_ON = {"DeleteSecurityGroup", "DeleteSubnet"}
 
 
 def parse(spec):
     cfg = {"seed": 0, "throttle": 0.0, "unavailable": 0.0, "lost": 0.0, "consistency": 0.0, "linger": 0.0,
-           "only": None, "first": 0.0}
+           "listing": 0.0, "only": None, "first": 0.0}
     for part in (spec or "").split(","):
         if "=" not in part:
             continue
@@ -140,7 +165,7 @@ def error_response(service, status, code, message):
         body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
                 f"</Error><RequestId>{rid}</RequestId></ErrorResponse>").encode()
         headers = [("Content-Type", "text/xml")]
-    reason = {301: "Moved Permanently", 403: "Forbidden", 412: "Precondition Failed", 404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    reason = {501: "Not Implemented", 301: "Moved Permanently", 403: "Forbidden", 412: "Precondition Failed", 404: "Not Found", 409: "Conflict", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
     return f"{status} {reason.get(status, 'Error')}", headers + [("Content-Length", str(len(body)))], body
 
 
@@ -152,10 +177,9 @@ class Faults:
         self.log = []
         self.created = {}  # ec2 id -> time of create
         self.deleted_owner = {}  # region -> time of the last owner delete
-        self.replies = {}  # idempotency key -> (status, headers, body)
         self.seen = set()  # (action, body) of requests already answered, for first=1
         self.oac_names = {}  # origin access control id -> name
-        self.s3 = {"lost": set(), "conflict": {}, "deny_delete": set(), "moved": {}}
+        self.s3 = {"lost": set(), "conflict": {}, "deny_delete": set(), "moved": {}, "s3compat": set()}
         self.s3_lost_seen = set()  # distinct conditional requests whose response was lost
 
     def configure(self, spec):
@@ -176,6 +200,8 @@ class Faults:
                     self.s3["conflict"][q["conflict"]] = int(q.get("n", "1"))
                 if "deny_delete" in q:
                     self.s3["deny_delete"].add(q["deny_delete"])
+                if "s3compat" in q:
+                    self.s3["s3compat"].add(q["s3compat"])
                 if "moved" in q:
                     self.s3["moved"][q["moved"]] = q["region"]
         if environ.get("REQUEST_METHOD") == "POST" and path == "/_fault/config":
@@ -284,39 +310,36 @@ class Faults:
                 return self.reply(start_response, error_response(
                     service, 404, "NoSuchOriginAccessControl", "The origin access control does not exist."))
 
-        key = self.idempotency_key(service, region, action, form, body, path)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _: None
+
+        out = b"".join(self.app(environ, capture))
+        result = (captured["status"], captured["headers"], out)
+        ok = result[0][:1] == "2"
         with self.lock:
-            cached = self.replies.get(key) if key else None
-        if cached is not None:
-            result = cached
-        else:
-            captured = {}
+            if ok and service == "ec2" and action in CREATED_ID:
+                mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
+                if mm:
+                    self.created.setdefault(mm.group(1), time.time())
+            if ok and service == "kms" and action == "CreateKey":
+                key = json.loads(out or b"{}").get("KeyMetadata", {}).get("KeyId")
+                if key:
+                    self.created.setdefault(key, time.time())
+            if ok and service == "cloudfront" and "/origin-access-control" in path:
+                text = out.decode(errors="replace")
+                if action.startswith("POST "):
+                    i, n = re.search(r"<Id>([^<]+)</Id>", text), re.search(r"<Name>([^<]+)</Name>", text)
+                    if i and n:
+                        self.oac_names[i.group(1)] = n.group(1)
+                elif action.startswith("DELETE "):
+                    self.oac_names.pop(path.rsplit("/", 1)[-1], None)
+            if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
+                self.deleted_owner[region] = time.time()
 
-            def capture(status, headers, exc_info=None):
-                captured["status"], captured["headers"] = status, headers
-                return lambda _: None
-
-            out = b"".join(self.app(environ, capture))
-            result = (captured["status"], captured["headers"], out)
-            ok = result[0][:1] == "2"
-            with self.lock:
-                if key and ok:
-                    self.replies[key] = result
-                if ok and service == "ec2" and action in CREATED_ID:
-                    mm = re.search(rf"<{CREATED_ID[action]}>([^<]+)</{CREATED_ID[action]}>", out.decode(errors="replace"))
-                    if mm:
-                        self.created[mm.group(1)] = time.time()
-                if ok and service == "cloudfront" and "/origin-access-control" in path:
-                    text = out.decode(errors="replace")
-                    if action.startswith("POST "):
-                        i, n = re.search(r"<Id>([^<]+)</Id>", text), re.search(r"<Name>([^<]+)</Name>", text)
-                        if i and n:
-                            self.oac_names[i.group(1)] = n.group(1)
-                    elif action.startswith("DELETE "):
-                        self.oac_names.pop(path.rsplit("/", 1)[-1], None)
-                if ok and (service, action) in LINGER_AFTER or (service == "lambda" and ok and environ.get("REQUEST_METHOD") == "DELETE" and "/functions/" in path):
-                    self.deleted_owner[region] = time.time()
-
+        result = self.lagging_listing(service, region, action, form, result)
         if fault and fault.startswith("lost"):
             with self.lock:
                 self.note(service, region, action, fault)
@@ -351,6 +374,13 @@ class Faults:
                 return "moved", ("301 Moved Permanently", headers + [("x-amz-bucket-region", home)], data)
             if method == "DELETE" and obj in self.s3["deny_delete"]:
                 return "access-denied", error_response("s3", 403, "AccessDenied", "Access Denied")
+            compat = bucket in self.s3["s3compat"]
+        if compat and method == "DELETE" and "HTTP_IF_MATCH" in environ:
+            return "not-implemented", error_response(
+                "s3", 501, "NotImplemented", "A header you provided implies functionality that is not implemented")
+        if compat and method == "PUT" and "HTTP_IF_MATCH" in environ and not self.s3_exists(bucket, obj):
+            return "no-such-key", error_response("s3", 404, "NoSuchKey", "The specified key does not exist.")
+        with self.lock:
             if conditional and method in ("PUT", "DELETE") and self.s3["conflict"].get(obj, 0) > 0:
                 self.s3["conflict"][obj] -= 1
                 return "conflict-409", error_response(
@@ -364,6 +394,50 @@ class Faults:
                         "s3", 500, "InternalError", "We encountered an internal error. Please try again.")
         return None
 
+    def lagging_listing(self, service, region, action, form, result):
+        """The listing without the objects created less than `listing` seconds ago (see the
+        module's docstring), else the result as it is."""
+        status, headers, out = result
+        tagged = action in LISTED_ID and any(
+            TAG_FILTER.match(k) and v.startswith("tag:") for k, v in form.items())
+        if status[:1] != "2" or not (tagged or (service == "kms" and action == "ListKeys")):
+            return result
+        with self.lock:
+            now, lag = time.time(), self.cfg["listing"]
+            fresh = {i for i, t in self.created.items() if now - t < lag}
+        if not fresh:
+            return result
+        if service == "kms":
+            data = json.loads(out or b"{}")
+            keys = data.get("Keys", [])
+            data["Keys"] = [k for k in keys if k.get("KeyId") not in fresh]
+            dropped, out = len(keys) - len(data["Keys"]), json.dumps(data).encode()
+        else:
+            root = ET.fromstring(out)
+            if root.tag.startswith("{"):
+                ET.register_namespace("", root.tag[1:].split("}")[0])
+            dropped = 0
+            for listed in list(root):
+                for item in list(listed):
+                    if any(c.tag.split("}")[-1] == LISTED_ID[action] and c.text in fresh for c in item):
+                        listed.remove(item)
+                        dropped += 1
+            out = ET.tostring(root, encoding="unicode").encode() if dropped else out
+        if dropped:
+            with self.lock:
+                self.note(service, region, action, "listing-lag")
+        return status, headers, out
+
+    @staticmethod
+    def s3_exists(bucket, obj):
+        from moto.s3.models import s3_backends
+
+        key = obj.split("/", 1)[1] if "/" in obj else ""
+        try:
+            return s3_backends["123456789012"]["aws"].get_object(bucket, key) is not None
+        except Exception:
+            return False
+
     @staticmethod
     def reply(start_response, result):
         status, headers, body = result
@@ -371,12 +445,3 @@ class Faults:
         start_response(status, headers)
         return [body]
 
-    @staticmethod
-    def idempotency_key(service, region, action, form, body, path):
-        if service == "ec2" and form.get("ClientToken"):
-            return ("ec2", region, action, form["ClientToken"])
-        if service == "cloudfront" and path.endswith("/distribution"):
-            m = re.search(rb"<CallerReference>([^<]+)</CallerReference>", body)
-            if m:
-                return ("cloudfront", m.group(1).decode())
-        return None

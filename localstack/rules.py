@@ -30,6 +30,19 @@ what exists.
         (Secrets Manager API reference, ReplicaRegionType); moto reports aws/secretsmanager for
         every replica, so its replicas are patched to keep and report the key they were given.
 
+  idempotency tokens  moto ignores ClientToken; AWS remembers it. An EC2 request carrying a
+        ClientToken seen before (CreateNatGateway, CreateRouteTable, CreateLaunchTemplate, ...)
+        with the same parameters is answered with the first answer again, not executed: the
+        first object, even if it was deleted since ("if the original request completes
+        successfully, any subsequent retries complete successfully without performing any further
+        actions"); with other parameters, 400 IdempotentParameterMismatch (EC2 developer guide,
+        "Ensuring idempotency in Amazon EC2 API requests",
+        https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html). CloudFront
+        CreateDistribution with a CallerReference seen before: the same DistributionConfig gets
+        the first distribution again, another one 409 DistributionAlreadyExists (CloudFront API
+        reference, CreateDistribution, DistributionConfig.CallerReference,
+        https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_DistributionConfig.html).
+
 And, for drift tests, a minor version upgrade on demand, as AWS's auto minor version upgrade
 does: POST /_rules/upgrade?id=<DBInstanceIdentifier>&version=16.10 (the region is found).
 
@@ -306,6 +319,7 @@ class Rules:
         self.lock = threading.Lock()
         self.foreign = {b for b in os.environ.get("TAP_RULES_FOREIGN_BUCKETS", "").split(",") if b}
         self.denied = set()
+        self.tokens = {}  # idempotency key -> (parameters, first answer)
 
     @staticmethod
     def rds(region):
@@ -434,4 +448,46 @@ class Rules:
                 headers, data = [h for h in headers if h[0] != "Content-Length"] + [("Content-Length", "0")], b""
             start_response(status, headers)
             return [data]
-        return self.app(environ, start_response)
+        key, params = self.idempotency(service, region, form, body, path, method)
+        if key is None:
+            return self.app(environ, start_response)
+        with self.lock:
+            first = self.tokens.get(key)
+        if first is None:
+            captured = {}
+
+            def capture(status, headers, exc_info=None):
+                captured["status"], captured["headers"] = status, headers
+                return lambda _: None
+
+            out = b"".join(self.app(environ, capture))
+            first = (params, (captured["status"], captured["headers"], out))
+            if captured["status"][:1] == "2":
+                with self.lock:
+                    first = self.tokens.setdefault(key, first)
+        elif first[0] != params:
+            from faults import error_response
+
+            first = (params, error_response(service, 400, "IdempotentParameterMismatch",
+                                            "The request uses the same client token as a previous, but non-identical "
+                                            "request. Do not reuse a client token with different requests, unless the "
+                                            "requests are identical.") if service == "ec2" else error_response(
+                service, 409, "DistributionAlreadyExists",
+                "The caller reference that you are using to create a distribution is associated with another "
+                "distribution."))
+        status, headers, data = first[1]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(data)))]
+        start_response(status, headers)
+        return [data]
+
+    @staticmethod
+    def idempotency(service, region, form, body, path, method):
+        """(key, parameters) of a request that carries an idempotency token, else (None, None)."""
+        if service == "ec2" and form.get("ClientToken"):
+            params = sorted((k, v) for k, v in form.items() if k != "ClientToken")
+            return ("ec2", region, form.get("Action"), form["ClientToken"]), params
+        if service == "cloudfront" and method == "POST" and path.endswith("/distribution"):
+            m = re.search(rb"<CallerReference>([^<]+)</CallerReference>", body)
+            if m:
+                return ("cloudfront", m.group(1).decode()), body
+        return None, None

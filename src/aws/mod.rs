@@ -2,6 +2,7 @@
 //! call made (for `-vv` and for tests that prove a second deploy mutates nothing).
 
 pub mod compat;
+pub mod credentials;
 pub mod errors;
 pub mod state_s3;
 
@@ -255,6 +256,15 @@ impl Aws {
             loader = loader.endpoint_url(url);
         }
         let mut sdk = loader.load().await;
+        // One resolution for the preflight and every client (see `credentials`).
+        if let Some(p) = sdk.credentials_provider() {
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                    credentials::ResolveOnce::new(p),
+                ))
+                .build();
+        }
         if conn.test_credentials_fallback && !has_credentials(&sdk).await {
             sdk = sdk
                 .into_builder()
@@ -284,7 +294,8 @@ impl Aws {
         self.quirks.lock().expect("quirks").contains(q)
     }
 
-    /// Before any node runs: resolves credentials once and asks STS who the caller is in each
+    /// Before any node runs: resolves credentials (once: the clients use this resolution, see
+    /// `credentials`) and asks STS who the caller is in each
     /// region, with short timeouts and quick retries (a throttle or a lost response is not a
     /// verdict), so that an unreachable endpoint, a missing or
     /// rejected credential or an expired SSO session is one line within seconds, not a failure

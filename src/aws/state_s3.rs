@@ -11,7 +11,7 @@ use crate::aws::Aws;
 use crate::engine::backend::{Backend, LockGuard};
 use crate::engine::state::{State, StateError, hostname};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use conditional::{Outcome, S3Error, is_our_lock, is_our_write, retry_conflicts, wrong_region};
+use conditional::{Outcome, S3Error, condition_failed, is_our_lock, is_our_write, retry_conflicts, wrong_region};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -204,6 +204,14 @@ struct S3Lock {
 
 impl S3Lock {
     async fn delete(&self) -> Result<(), S3Error> {
+        match self.delete_if(self.etag.as_deref()).await {
+            Err(e) if self.etag.is_some() && e.outcome() == Outcome::NotImplemented => self.delete_confirmed(e).await,
+            other => other,
+        }
+    }
+
+    /// `DeleteObject KEY.lock`, `If-Match` the ETag when given, again after a 409.
+    async fn delete_if(&self, etag: Option<&str>) -> Result<(), S3Error> {
         retry_conflicts(|| async {
             let mut req = self
                 .aws
@@ -211,7 +219,7 @@ impl S3Lock {
                 .delete_object()
                 .bucket(&self.bucket)
                 .key(&self.key);
-            if let Some(e) = &self.etag {
+            if let Some(e) = etag {
                 req = req.if_match(e);
             }
             req.send()
@@ -220,6 +228,41 @@ impl S3Lock {
                 .map_err(|e| S3Error::from_sdk("DeleteObject", e))
         })
         .await
+    }
+
+    /// The endpoint does not implement conditional deletes (501): re-read the lock, confirm it
+    /// still holds this lock id, delete it without the condition, and say so. A lock gone
+    /// meanwhile is success; another id is left alone (the 501 is returned).
+    async fn delete_confirmed(&self, refused: S3Error) -> Result<(), S3Error> {
+        let got = self
+            .aws
+            .s3(&self.region)
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(|e| S3Error::from_sdk("GetObject", e));
+        let body = match got {
+            Ok(o) => o
+                .body
+                .collect()
+                .await
+                .map(|b| b.into_bytes().to_vec())
+                .unwrap_or_default(),
+            Err(e) if e.outcome() == Outcome::Absent => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !serde_json::from_slice::<LockInfo>(&body).is_ok_and(|l| is_our_lock(&self.id, &l.id)) {
+            return Err(refused);
+        }
+        self.delete_if(None).await?;
+        crate::render::err(&format!(
+            "note: s3://{}/{}: this endpoint does not implement conditional deletes ({}: {}); \
+             removed the lock after re-reading it (lock id {})",
+            self.bucket, self.key, refused.error.code, refused.error.message, self.id
+        ));
+        Ok(())
     }
 }
 
@@ -304,7 +347,7 @@ impl Backend for S3State {
             }
             // A 412 is another writer's version, or this very write: executed, its response
             // lost, and the SDK's resend refused because the condition no longer held.
-            Err(e) if e.outcome() == Outcome::PreconditionFailed => match self.get_raw(&self.key).await? {
+            Err(e) if condition_failed(&e.outcome(), current.is_some()) => match self.get_raw(&self.key).await? {
                 Some((found, etag)) if is_our_write(&text, &found) => {
                     tracing::info!(state = %self.location(), "a state write's response was lost; the object is ours");
                     *self.etag.lock().expect("etag") = etag;

@@ -215,7 +215,8 @@ impl Kind for LaunchTemplate {
     }
 
     async fn create(&self, cx: &NodeCx, want: &TemplateSpec) -> Result<Live, NodeError> {
-        self.0
+        let out = self
+            .0
             .ec2(&cx.region)
             .create_launch_template()
             .launch_template_name(template_name(cx))
@@ -225,13 +226,19 @@ impl Kind for LaunchTemplate {
             .send()
             .await
             .op("CreateLaunchTemplate")?;
-        self.read(cx).await?.ok_or_else(|| {
-            NodeError::fatal(
-                "DescribeLaunchTemplates",
-                "NotFound",
-                "launch template missing after create",
-            )
-        })
+        if let Some(live) = self.read(cx).await? {
+            return Ok(live);
+        }
+        // Not readable (yet, or any more: a reused ClientToken is answered with the first
+        // template even when it was deleted since). The driver checks that it exists.
+        match out.launch_template.and_then(|t| t.launch_template_id) {
+            Some(id) => Ok(Live::new(&id).attr("id", &id).attr("name", template_name(cx))),
+            None => Err(NodeError::fatal(
+                "CreateLaunchTemplate",
+                "EmptyResponse",
+                "no launch template returned",
+            )),
+        }
     }
 
     async fn update(

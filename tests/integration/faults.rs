@@ -225,9 +225,13 @@ async fn deploy_and_destroy_under_faults_seed_3() {
 }
 
 /// Creates without an idempotency token (and the named and token-carrying ones) whose first
-/// response is lost, executed but unanswered: every node still has exactly one object.
+/// response is lost, executed but unanswered: every node still has exactly one object. Tag
+/// listings lag the token-less creates by 3 s (issue 17 item 10): the look-up after the lost
+/// response went on for 1.5 s at this test's scale (6 s on AWS), missed, and sent CreateVpc,
+/// CreateSubnet, AllocateAddress, CreateInternetGateway and CreateKey again (a twin each); it
+/// now backs off for up to 2 minutes (30 s here) and finds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_create_responses_leave_no_twin() {
+async fn lost_create_responses_leave_no_twin_when_tag_listings_lag() {
     // Token-less creates first: the kinds the look-up protects. Then named creates (adopted when
     // "already exists" names an owned object) and token-carrying ones (replayed).
     const TOKENLESS: &[&str] = &[
@@ -256,7 +260,7 @@ async fn lost_create_responses_leave_no_twin() {
         "POST /2020-05-31/origin-access-control",
     ];
     let only: Vec<&str> = TOKENLESS.iter().chain(OTHERS).copied().collect();
-    let ep = common::fault_endpoint(4, &format!("seed=4,first=1,only={}", only.join("|")));
+    let ep = common::fault_endpoint(4, &format!("seed=4,first=1,listing=3,only={}", only.join("|")));
     let env = common::unique_env("lostc");
     let o = common::options_at(&env, &ep);
     let i = verify::inputs(&env);
@@ -268,6 +272,18 @@ async fn lost_create_responses_leave_no_twin() {
         assert!(
             injected.iter().any(|(f, a)| f.starts_with("lost") && a == action),
             "no response of {action} was lost"
+        );
+    }
+    for listing in [
+        "DescribeVpcs",
+        "DescribeSubnets",
+        "DescribeInternetGateways",
+        "DescribeAddresses",
+        "ListKeys",
+    ] {
+        assert!(
+            injected.iter().any(|(f, a)| f == "listing-lag" && a == listing),
+            "no {listing} lagged: the test would prove nothing"
         );
     }
     assert_exactly_once(&aws, &i).await;

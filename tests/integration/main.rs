@@ -17,6 +17,7 @@ mod snapshots;
 mod stack;
 mod team_state;
 mod team_state_faults;
+mod team_state_localstack;
 mod timing;
 mod verify;
 mod verify_edge;

@@ -255,3 +255,53 @@ fn a_timeline_of_a_deploy_shows_every_node_and_the_critical_path() {
     let out = run(&["destroy", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Issue 17 item 12: the preflight resolved credentials outside the SDK's identity cache, so a
+/// `credential_process` (one that prompts for an MFA code, say) ran twice per run: once for the
+/// preflight, once for the first AWS call. It runs once now.
+#[test]
+fn a_credential_process_runs_once_per_run() {
+    let env = common::unique_env("cred");
+    let dir = std::env::temp_dir().join(format!("tap-cred-{env}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = dir.join("runs");
+    let script = dir.join("process.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo run >> {}\necho '{{\"Version\": 1, \"AccessKeyId\": \"test\", \"SecretAccessKey\": \"test\"}}'\n",
+            count.display()
+        ),
+    )
+    .unwrap();
+    let config = dir.join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile tapcp]\nregion = us-east-1\ncredential_process = /bin/sh {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tap"))
+        .args(["--env", &env, "--endpoint-url", &common::endpoint(), "--state"])
+        .arg(dir.join("state.json"))
+        .arg("plan")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+        .env("AWS_PROFILE", "tapcp")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("TAP_STATE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let runs = std::fs::read_to_string(&count).unwrap_or_default();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "credential_process ran {} times",
+        runs.lines().count()
+    );
+}

@@ -215,3 +215,55 @@ async fn a_failed_secret_replica_is_an_error_naming_its_region() {
     assert_eq!(status, [(Some(sec), Some("InSync".to_string()))]);
     common::run(Command::Destroy, &o).await;
 }
+
+/// EC2 remembers a ClientToken (moto does not): the same request again is answered with the
+/// first object, even one deleted since; the token with other parameters is refused
+/// IdempotentParameterMismatch (issue 17 item 11: what tap meets when it resumes an unfinished
+/// create after its desired values changed).
+#[tokio::test]
+async fn a_client_token_is_answered_with_its_first_object_and_refused_with_other_parameters() {
+    let aws = raw().await;
+    let env = common::unique_env("tok");
+    let ec2 = aws.ec2("us-east-1");
+    let vpc = |cidr: &'static str| {
+        let ec2 = ec2.clone();
+        async move {
+            let v = ec2.create_vpc().cidr_block(cidr).send().await.unwrap();
+            v.vpc.unwrap().vpc_id.unwrap()
+        }
+    };
+    let (a, b) = (vpc("10.61.0.0/16").await, vpc("10.62.0.0/16").await);
+    let token = format!("tap-{env}");
+    let create = |vpc: String| ec2.create_route_table().vpc_id(vpc).client_token(&token).send();
+    let first = create(a.clone())
+        .await
+        .unwrap()
+        .route_table
+        .unwrap()
+        .route_table_id
+        .unwrap();
+    let again = create(a.clone())
+        .await
+        .unwrap()
+        .route_table
+        .unwrap()
+        .route_table_id
+        .unwrap();
+    assert_eq!(again, first, "the same token and parameters: the first table");
+    ec2.delete_route_table().route_table_id(&first).send().await.unwrap();
+    let deleted = create(a.clone())
+        .await
+        .unwrap()
+        .route_table
+        .unwrap()
+        .route_table_id
+        .unwrap();
+    assert_eq!(deleted, first, "answered with the first table, deleted since");
+    assert_eq!(
+        code(create(b.clone()).await),
+        Some("IdempotentParameterMismatch".into())
+    );
+    for v in [a, b] {
+        ec2.delete_vpc().vpc_id(v).send().await.unwrap();
+    }
+}

@@ -138,3 +138,55 @@ async fn a_state_bucket_in_another_region_names_the_state_region() {
     let moved = tap_at(&ep, &env, &url, &["--state-region", "eu-central-1", "destroy", "--yes"]);
     assert_eq!(moved.status.code(), Some(0), "{}", stderr(&moved));
 }
+
+/// Issue 17 item 13: an S3-compatible store without conditional deletes (LocalStack answers
+/// `DeleteObject If-Match` 501 NotImplemented). The lock was left behind after every run, and
+/// force-unlock failed the same way; both now re-read the lock, confirm its id, delete it
+/// plainly and say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_released_where_conditional_deletes_are_not_implemented() {
+    let (ep, env, aws, bucket, key, url) = team("s3ni").await;
+    switch(&ep, &format!("s3compat={bucket}"));
+    let lock_key = format!("{key}.lock");
+    let out = tap_at(&ep, &env, &url, &["destroy", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        object(&aws, &bucket, &lock_key).await.is_none(),
+        "lock released: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("does not implement conditional deletes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(injected(&ep, "not-implemented", &bucket) >= 1);
+
+    // A lock a killed run left: force-unlock removes it the same way.
+    let lock = serde_json::json!({"id": "0badc0ffee", "holder": "alice@laptop", "pid": 4242,
+        "command": "deploy", "started_at": tap::engine::store::now()});
+    let s3 = aws.s3("us-east-1");
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&lock_key)
+        .body(lock.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let unlocked = tap_at(&ep, &env, &url, &["force-unlock", "0badc0ffee", "--yes"]);
+    assert_eq!(unlocked.status.code(), Some(0), "{}", stderr(&unlocked));
+    assert!(object(&aws, &bucket, &lock_key).await.is_none());
+
+    // And PutObject If-Match on a missing key answers 404 there, which tap reads as a failed
+    // condition (`conditional::condition_failed`).
+    let put = s3
+        .put_object()
+        .bucket(&bucket)
+        .key(format!("{key}.missing"))
+        .if_match("\"0123\"")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await;
+    let status = put.err().and_then(|e| e.raw_response().map(|r| r.status().as_u16()));
+    assert_eq!(status, Some(404));
+}

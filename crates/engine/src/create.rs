@@ -24,13 +24,39 @@ use std::collections::BTreeSet;
 impl Driver {
     pub(crate) async fn create(&self, r: &dyn Resource, cx: &NodeCx, desired: &Props) -> Result<Live, NodeError> {
         self.progress.set_status(cx.id(), "creating");
-        let token = self.record_intent(cx, desired).await?;
-        let cx = &NodeCx {
-            token: Some(token),
-            ..cx.clone()
+        let mut intent = self.record_intent(cx, desired, false).await?;
+        let (cx, live, adopted) = loop {
+            let cx = NodeCx {
+                token: Some(intent.token.clone()),
+                ..cx.clone()
+            };
+            let (live, adopted) = match self.create_once(r, &cx, &intent.sent).await {
+                // The token's first attempt was sent with other parameters than these (recorded
+                // by an older tap): it exists, or existed, elsewhere than a look-up can see.
+                Err(e) if intent.carried && e.code == PARAMETER_MISMATCH => match self.look_up(r, &cx, &e).await? {
+                    Some(live) => (live, true),
+                    None => {
+                        intent = self.new_generation(&cx, desired, &e).await?;
+                        continue;
+                    }
+                },
+                other => other?,
+            };
+            // A token carried over from an earlier run is answered with its first object, even
+            // one deleted since (EC2 "Ensuring idempotency": a retry "completes successfully
+            // without performing any further actions"): a new generation only when that object
+            // is known not to exist.
+            if intent.carried && !self.exists(r, &cx, &live).await? {
+                let gone = NodeError::fatal("create", "Gone", format!("{} no longer exists", live.physical_id));
+                intent = self.new_generation(&cx, desired, &gone).await?;
+                continue;
+            }
+            break (cx, live, adopted || intent.sent != *desired);
         };
-        let (live, adopted) = self.create_once(r, cx, desired).await?;
-        self.record(cx, &live, desired.clone(), NodeStatus::Creating).await?;
+        let cx = &cx;
+        // What the create was sent (an earlier run's values for a carried token) until converged.
+        let sent = std::mem::take(&mut intent.sent);
+        self.record(cx, &live, sent, NodeStatus::Creating).await?;
         self.call(cx, || r.after_create(cx, &live, desired)).await?;
         self.wait(cx, cx.wait, "creation", || r.ready(cx, &live)).await?;
         // The values dependents read, as the API now reports them (the create's response may
@@ -44,8 +70,8 @@ impl Driver {
             _ => live,
         };
         if adopted {
-            // Adopted after a lost response or "already exists": the first attempt may have
-            // stopped half-way. Converge what differs.
+            // Adopted after a lost response or "already exists", or made from an earlier run's
+            // values: the first attempt may have stopped half-way. Converge what differs.
             let changes = diff(desired, &live.props);
             let keys: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
             if !keys.is_empty() && !keys.iter().any(|k| r.immutable(cx).contains(&k.as_str())) {
@@ -57,20 +83,24 @@ impl Driver {
     }
 
     /// Records `creating` with the token of this create before the call. An unfinished create of
-    /// an earlier run (intent recorded, no object known) keeps its token: its call may have run.
-    async fn record_intent(&self, cx: &NodeCx, desired: &Props) -> Result<String, NodeError> {
-        let mut token = String::new();
+    /// an earlier run (intent recorded, no object known) keeps its token, and the parameters it
+    /// recorded: its call may have run, and the same token with other parameters (a newer AMI)
+    /// is refused `IdempotentParameterMismatch`. `fresh` starts a new generation regardless.
+    async fn record_intent(&self, cx: &NodeCx, desired: &Props, fresh: bool) -> Result<Intent, NodeError> {
+        let mut intent = Intent::default();
         self.store
             .update(|state| {
                 let prev = state.nodes.get(cx.id());
-                let (generation, t) = match prev {
-                    Some(p) if p.token.is_some() && p.physical_id.is_none() => {
-                        (p.generation, p.token.clone().expect("checked"))
+                let (generation, t, sent) = match prev {
+                    Some(p) if !fresh && p.token.is_some() && p.physical_id.is_none() => {
+                        intent.carried = true;
+                        let sent = if p.props.is_empty() { desired } else { &p.props };
+                        (p.generation, p.token.clone().expect("checked"), sent.clone())
                     }
                     p => {
                         let last = state.generations.get(cx.id()).copied().unwrap_or(0);
                         let g = last.max(p.map_or(0, |p| p.generation)) + 1;
-                        (g, token_for(&cx.env, &state.lineage, cx.id(), g))
+                        (g, token_for(&cx.env, &state.lineage, cx.id(), g), desired.clone())
                     }
                 };
                 state.generations.insert(cx.id().to_string(), generation);
@@ -81,7 +111,7 @@ impl Driver {
                         region: cx.region.clone(),
                         physical_id: None,
                         arn: None,
-                        props: desired.clone(),
+                        props: sent.clone(),
                         attrs: Default::default(),
                         status: NodeStatus::Creating,
                         error: None,
@@ -90,10 +120,51 @@ impl Driver {
                         token: Some(t.clone()),
                     },
                 );
-                token = t;
+                intent.token = t;
+                intent.sent = sent;
             })
             .await?;
-        Ok(token)
+        Ok(intent)
+    }
+
+    /// Gives up a carried-over token whose first object is known not to exist: a new
+    /// generation, a new token, the desired values.
+    async fn new_generation(&self, cx: &NodeCx, desired: &Props, why: &NodeError) -> Result<Intent, NodeError> {
+        self.events.emit(Event::Note {
+            at: self.at(cx),
+            message: format!(
+                "{} answered {} for the token of an earlier run; creating a new generation",
+                why.op, why.code
+            ),
+        });
+        self.record_intent(cx, desired, true).await
+    }
+
+    /// Whether the object a carried-over token was answered with exists, read by its id (a
+    /// fresh object may take a while to be visible: the `NOT_YET_VISIBLE` budget).
+    async fn exists(&self, r: &dyn Resource, cx: &NodeCx, live: &Live) -> Result<bool, NodeError> {
+        let Some(mut prior) = self.store.get(cx.id()) else {
+            return Ok(true);
+        };
+        prior.physical_id = Some(live.physical_id.clone());
+        let by_id = NodeCx {
+            prior: Some(prior),
+            ..cx.clone()
+        };
+        let policy = RetryPolicy::NOT_YET_VISIBLE.scaled(self.wait_scale);
+        for attempt in 1..=policy.max_attempts {
+            self.progress
+                .set_status(cx.id(), &format!("checking that {} exists", live.physical_id));
+            if let Some(l) = self.call(cx, || r.read(&by_id)).await?
+                && l.physical_id == live.physical_id
+            {
+                return Ok(true);
+            }
+            if attempt < policy.max_attempts && !self.cancel.sleep(policy.jittered(attempt)).await {
+                return Err(NodeError::interrupted("create"));
+            }
+        }
+        Ok(false)
     }
 
     /// The create call, sent again only when it certainly did not create anything.
@@ -152,11 +223,14 @@ impl Driver {
     /// found that carries other ownership tags is an error (`read` refuses it); one that takes
     /// tags but carries none is not adopted after "already exists".
     async fn look_up(&self, r: &dyn Resource, cx: &NodeCx, after: &NodeError) -> Result<Option<Live>, NodeError> {
-        let policy = RetryPolicy::LOOK_UP.scaled(self.wait_scale);
+        let policy = look_up_policy(after).scaled(self.wait_scale);
         for attempt in 1..=policy.max_attempts {
             self.progress.set_status(
                 cx.id(),
-                &format!("looking for the object after {} ({})", after.op, after.code),
+                &format!(
+                    "looking for the object after {} ({}), {attempt}/{}",
+                    after.op, after.code, policy.max_attempts
+                ),
             );
             if let Some(live) = self.read(r, cx).await? {
                 if after.class == ErrorClass::AlreadyExists && cx.owns(&live).is_none() && live.tags.is_some() {
@@ -179,6 +253,34 @@ impl Driver {
     }
 }
 
+/// The error code of a token reused with other parameters (EC2; Auto Scaling says
+/// `IdempotentParameterMismatchError`, mapped alike by the kinds).
+pub const PARAMETER_MISMATCH: &str = "IdempotentParameterMismatch";
+
+/// A create's intent: its token, the parameters to send, and whether both were carried over
+/// from an earlier run's unfinished create.
+#[derive(Default)]
+struct Intent {
+    token: String,
+    sent: Props,
+    carried: bool,
+}
+
+/// How long to look for the object a failed create may have made before sending it again.
+/// A lost response (500, timeout, connection reset: the create may have run) is looked for for
+/// minutes, as long as a tag listing may lag behind ([`RetryPolicy::LOOK_UP_UNKNOWN`]). A 503
+/// refused it before it ran ("ServiceUnavailable", "Unavailable: the server is overloaded and
+/// cannot handle the request"; EC2 API reference, "Error codes",
+/// https://docs.aws.amazon.com/ec2/latest/devguide/errors-overview.html) and "already exists"
+/// names an object a read finds at once: a few quick looks.
+fn look_up_policy(after: &NodeError) -> RetryPolicy {
+    match (after.class, after.status) {
+        (ErrorClass::Transient, Some(503)) => RetryPolicy::LOOK_UP,
+        (ErrorClass::Transient, _) => RetryPolicy::LOOK_UP_UNKNOWN,
+        _ => RetryPolicy::LOOK_UP,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +300,8 @@ mod tests {
         Lost,
         /// Refused before running.
         Refused(ErrorClass),
+        /// Refused before running with a 503.
+        Unavailable,
     }
 
     /// An in-memory kind: the engine's protocol under test, not an AWS API.
@@ -209,6 +313,13 @@ mod tests {
         follow_ups: AtomicU32,
         follow_up_failures: AtomicU32,
         tagged: bool,
+        /// A listing (read) does not show an object until this long after its create
+        /// (eventual consistency).
+        hidden_for: std::time::Duration,
+        made_at: Mutex<Option<tokio::time::Instant>>,
+        /// Idempotency tokens as EC2 keeps them: token -> (parameters, first answer).
+        tokens: Mutex<BTreeMap<String, (Props, Live)>>,
+        updates: AtomicU32,
     }
 
     impl Mem {
@@ -238,10 +349,28 @@ mod tests {
             Ok(Props::new())
         }
         async fn read(&self, _: &NodeCx) -> Result<Option<Live>, NodeError> {
+            let made = *self.made_at.lock().unwrap();
+            if made.is_some_and(|t| t.elapsed() < self.hidden_for) {
+                return Ok(None);
+            }
             Ok(self.objects.lock().unwrap().first().cloned())
         }
-        async fn create(&self, cx: &NodeCx, _: &Props) -> Result<Live, NodeError> {
+        async fn create(&self, cx: &NodeCx, props: &Props) -> Result<Live, NodeError> {
             self.creates.fetch_add(1, Ordering::SeqCst);
+            let token = cx.token.clone().unwrap_or_default();
+            if let Some((sent, first)) = self.tokens.lock().unwrap().get(&token).cloned() {
+                return match &sent == props {
+                    true => Ok(first),
+                    false => Err(NodeError {
+                        code: PARAMETER_MISMATCH.into(),
+                        ..err(ErrorClass::Fatal)
+                    }),
+                };
+            }
+            self.made_at
+                .lock()
+                .unwrap()
+                .get_or_insert_with(tokio::time::Instant::now);
             let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
             let mut objects = self.objects.lock().unwrap();
             let tags = match self.tagged {
@@ -251,13 +380,21 @@ mod tests {
                 ]),
                 false => BTreeMap::new(),
             };
-            let live = Live::new(format!("obj-{}", objects.len())).tags(tags);
+            let mut live = Live::new(format!("obj-{}", self.creates.load(Ordering::SeqCst) - 1)).tags(tags);
+            live.props.extend(props.clone());
+            if matches!(step, Step::Ok | Step::Lost) {
+                self.tokens.lock().unwrap().insert(token, (props.clone(), live.clone()));
+            }
             match step {
                 Step::Refused(c) if c == ErrorClass::AlreadyExists => {
                     objects.push(live);
                     Err(err(c))
                 }
                 Step::Refused(c) => Err(err(c)),
+                Step::Unavailable => Err(NodeError {
+                    status: Some(503),
+                    ..err(ErrorClass::Transient)
+                }),
                 Step::Lost => {
                     objects.push(live);
                     Err(err(ErrorClass::Transient))
@@ -277,6 +414,7 @@ mod tests {
             Ok(())
         }
         async fn update(&self, _: &NodeCx, _: &Live, _: &Props, _: &BTreeSet<String>) -> Result<(), NodeError> {
+            self.updates.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
         async fn delete(&self, _: &NodeCx, _: &Live) -> Result<(), NodeError> {
@@ -359,5 +497,78 @@ mod tests {
         let e = d.create(&r, &cx, &Props::new()).await.unwrap_err();
         assert_eq!(e.code, "NotOwned", "{e}");
         assert_eq!(r.creates.load(Ordering::SeqCst), 1);
+    }
+
+    /// Issue 17 item 10: a tag listing that lags the create by a minute. The look-up after a
+    /// lost response went on for 6 s, concluded "not there" and created a twin.
+    #[tokio::test(start_paused = true)]
+    async fn look_up_after_a_lost_create_response_outlasts_a_slow_tag_listing() {
+        let (d, cx) = setup();
+        let mut r = Mem::new(&[Step::Lost], true);
+        r.hidden_for = std::time::Duration::from_secs(60);
+        let t0 = tokio::time::Instant::now();
+        let live = d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(live.physical_id, "obj-0");
+        assert_eq!(r.creates.load(Ordering::SeqCst), 1, "not sent again");
+        assert_eq!(r.objects.lock().unwrap().len(), 1, "no twin");
+        assert!(t0.elapsed() >= std::time::Duration::from_secs(60));
+    }
+
+    /// A create refused with a 503 did not run: a few quick looks, then it is sent again (the
+    /// common path does not wait minutes).
+    #[tokio::test(start_paused = true)]
+    async fn a_create_refused_with_503_is_sent_again_after_a_short_look() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[Step::Unavailable], true);
+        let t0 = tokio::time::Instant::now();
+        d.create(&r, &cx, &Props::new()).await.unwrap();
+        assert_eq!(r.creates.load(Ordering::SeqCst), 2);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
+    }
+
+    fn props(ami: &str) -> Props {
+        Props::from([("ami".to_string(), serde_json::json!(ami))])
+    }
+
+    /// An earlier run recorded its intent (token, parameters) and sent the create, then died
+    /// before it learnt the answer.
+    async fn unfinished_create(d: &Driver, r: &Mem, cx: &NodeCx, sent: &Props) {
+        let intent = d.record_intent(cx, sent, false).await.unwrap();
+        let cx = NodeCx {
+            token: Some(intent.token),
+            ..cx.clone()
+        };
+        r.create(&cx, sent).await.unwrap();
+    }
+
+    /// Issue 17 item 11: the unfinished create is resumed after the desired values changed (a
+    /// newer AMI). The same token with the new values was refused IdempotentParameterMismatch;
+    /// the recorded values are sent, the first object comes back, and is converged.
+    #[tokio::test(start_paused = true)]
+    async fn a_token_reused_with_different_parameters_resends_the_recorded_ones() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[], true);
+        unfinished_create(&d, &r, &cx, &props("ami-old")).await;
+        let live = d.create(&r, &cx, &props("ami-new")).await.unwrap();
+        assert_eq!(live.physical_id, "obj-0");
+        assert_eq!(r.objects.lock().unwrap().len(), 1, "no twin");
+        assert_eq!(r.updates.load(Ordering::SeqCst), 1, "converged to the new values");
+        assert_eq!(d.store.get(cx.id()).unwrap().generation, 1);
+    }
+
+    /// The first object of a carried token was deleted since: EC2 still answers the token with
+    /// it. A new generation (a new token) creates the object again.
+    #[tokio::test(start_paused = true)]
+    async fn a_token_whose_object_was_deleted_since_starts_a_new_generation() {
+        let (d, cx) = setup();
+        let r = Mem::new(&[], true);
+        unfinished_create(&d, &r, &cx, &props("ami-1")).await;
+        r.objects.lock().unwrap().clear();
+        let live = d.create(&r, &cx, &props("ami-1")).await.unwrap();
+        assert_eq!(live.physical_id, "obj-2", "not the deleted obj-0");
+        assert_eq!(r.objects.lock().unwrap().len(), 1);
+        let s = d.store.get(cx.id()).unwrap();
+        assert_eq!(s.generation, 2);
+        assert_eq!(s.status, NodeStatus::Creating);
     }
 }

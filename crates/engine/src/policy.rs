@@ -42,12 +42,28 @@ impl RetryPolicy {
         initial_backoff: Duration::from_secs(1),
         max_backoff: Duration::from_secs(20),
     };
-    /// Looking for an object whose create had an unknown outcome: listings are eventually
-    /// consistent too, so look a few times before concluding it was not created.
+    /// Looking for an object after a create that most likely did not run (refused with a 503,
+    /// "the server is overloaded and cannot handle the request") or was answered "already
+    /// exists" (the object is there; a read by name sees it): a few quick looks, about 6 s.
     pub const LOOK_UP: RetryPolicy = RetryPolicy {
         max_attempts: 3,
         initial_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(4),
+    };
+    /// Looking for an object whose create had an unknown outcome (a lost response: 500,
+    /// timeout, connection reset), before sending the create again. Listings by tag are
+    /// eventually consistent for longer than an id is: EC2's "Eventual consistency in the
+    /// Amazon EC2 API" (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html)
+    /// says to describe "starting with a couple of seconds of wait time, and increasing gradually
+    /// up to a few minutes"; KMS's "AWS KMS eventual consistency"
+    /// (https://docs.aws.amazon.com/kms/latest/developerguide/programming-eventual-consistency.html)
+    /// "usually less than a few seconds, but in some cases ... several minutes". A miss re-sends
+    /// CreateVpc, AllocateAddress, CreateKey... and makes a twin that counts against the quotas
+    /// (5 VPCs, 5 Elastic IPs per region). About 2 minutes in all.
+    pub const LOOK_UP_UNKNOWN: RetryPolicy = RetryPolicy {
+        max_attempts: 11,
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(20),
     };
 
     /// Backoff before attempt `attempt + 1` (attempt counts from 1), without jitter.
@@ -137,6 +153,9 @@ mod tests {
         let total = |p: RetryPolicy| (1..p.max_attempts).map(|a| p.backoff(a)).sum::<Duration>();
         assert_eq!(total(RetryPolicy::NOT_YET_VISIBLE), Duration::from_secs(85));
         assert!(total(RetryPolicy::LINGERING) >= Duration::from_secs(600));
+        // The look-up after an unknown create outcome: about 2 minutes, not 6 s.
+        assert_eq!(total(RetryPolicy::LOOK_UP_UNKNOWN), Duration::from_secs(131));
+        assert_eq!(total(RetryPolicy::LOOK_UP), Duration::from_secs(6));
         let w = WaitPolicy::minutes(1).scaled(0.5);
         assert_eq!(w.max_wait, Duration::from_secs(30));
         assert_eq!(w.delay(1), Duration::from_millis(500));

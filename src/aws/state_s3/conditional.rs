@@ -33,6 +33,11 @@ pub enum Outcome {
     Conflict,
     /// 404: no such object (a delete or read of a key that is gone).
     Absent,
+    /// 501 NotImplemented: the endpoint does not implement the conditional header (an
+    /// S3-compatible store: LocalStack answers `DeleteObject If-Match` so). S3 API reference,
+    /// "Error responses": NotImplemented, "A header you provided implies functionality that is
+    /// not implemented", 501 (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+    NotImplemented,
     Other,
 }
 
@@ -44,7 +49,20 @@ pub fn outcome(status: Option<u16>, code: &str) -> Outcome {
         // in progress against this resource" (S3 API reference, "Error responses").
         Some(409) if matches!(code, "ConditionalRequestConflict" | "OperationAborted") => Outcome::Conflict,
         Some(404) => Outcome::Absent,
+        Some(501) => Outcome::NotImplemented,
+        _ if code == "NotImplemented" => Outcome::NotImplemented,
         _ => Outcome::Other,
+    }
+}
+
+/// Whether a conditional state write was refused because the version it was conditioned on is
+/// not the current one: 412 on AWS; `If-Match` on a key deleted meanwhile answers 404 on some
+/// S3-compatible stores (LocalStack). Either way another writer changed the state.
+pub fn condition_failed(outcome: &Outcome, if_match: bool) -> bool {
+    match outcome {
+        Outcome::PreconditionFailed => true,
+        Outcome::Absent => if_match,
+        _ => false,
     }
 }
 
@@ -181,6 +199,19 @@ mod tests {
         assert_eq!(outcome(Some(409), "OperationAborted"), Outcome::Conflict);
         assert_eq!(outcome(Some(409), "BucketAlreadyExists"), Outcome::Other);
         assert_eq!(outcome(Some(404), "NoSuchKey"), Outcome::Absent);
+        assert_eq!(outcome(Some(501), "NotImplemented"), Outcome::NotImplemented);
+    }
+
+    /// Issue 17 item 13: LocalStack answers `PutObject If-Match` on a missing key 404, not 412.
+    #[test]
+    fn an_if_match_write_answered_404_is_a_failed_condition() {
+        assert!(condition_failed(&Outcome::PreconditionFailed, false));
+        assert!(condition_failed(&Outcome::Absent, true));
+        assert!(
+            !condition_failed(&Outcome::Absent, false),
+            "If-None-Match: a 404 is no verdict"
+        );
+        assert!(!condition_failed(&Outcome::Other, true));
     }
 
     #[test]

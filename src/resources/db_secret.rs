@@ -25,6 +25,8 @@ crate::spec! {
 }
 
 pub const USERNAME: &str = "tapuser";
+/// The attr that holds the secret's current version id (AWSCURRENT).
+pub const VERSION_ATTR: &str = "version";
 /// RDS refuses `/`, `"`, `@` and spaces in a master password (and `\` is an escape in JSON).
 const EXCLUDED: &str = "/\"@\\ ";
 const GONE: &[&str] = &["ResourceNotFoundException"];
@@ -56,10 +58,22 @@ fn tags(cx: &NodeCx) -> Vec<Tag> {
 /// The master password kept in the secret `secret_id` (an ARN or the name). Never logged:
 /// callers pass it straight to the API.
 pub async fn master_password(aws: &Aws, region: &str, secret_id: &str) -> Result<String, NodeError> {
+    master_password_at(aws, region, secret_id, None).await
+}
+
+/// As [`master_password`], of the secret's version `version_id` (`None`: its current one,
+/// AWSCURRENT), so that what RDS is given is the version recorded.
+pub async fn master_password_at(
+    aws: &Aws,
+    region: &str,
+    secret_id: &str,
+    version_id: Option<&str>,
+) -> Result<String, NodeError> {
     let out = aws
         .secrets(region)
         .get_secret_value()
         .secret_id(secret_id)
+        .set_version_id(version_id.map(str::to_string))
         .send()
         .await
         .op("GetSecretValue")?;
@@ -102,7 +116,11 @@ impl DbSecret {
             .await
             .op("CreateSecret")?;
         let arn = out.arn.unwrap_or_default();
-        Ok(Live::new(&arn).arn(&arn).attr("name", secret_name(&cx.inputs().env)))
+        let mut live = Live::new(&arn).arn(&arn).attr("name", secret_name(&cx.inputs().env));
+        if let Some(v) = out.version_id {
+            live = live.attr(VERSION_ATTR, v);
+        }
+        Ok(live)
     }
 }
 
@@ -136,18 +154,28 @@ impl Kind for DbSecret {
             return Ok(None);
         };
         let arn = s.arn.clone().unwrap_or_default();
+        // The current version's id (DescribeSecret, VersionIdsToStages: the version labelled
+        // AWSCURRENT), for the writer's db-instance: a new one (a rotation, a new secret) is a
+        // password RDS has not been given. An id, never a value.
+        let current = s
+            .version_ids_to_stages()
+            .into_iter()
+            .flatten()
+            .find(|(_, stages)| stages.iter().any(|st| st == "AWSCURRENT"))
+            .map(|(id, _)| id.clone());
+        let mut live = Live::new(&arn).arn(&arn).attr("name", &name);
+        if let Some(v) = current {
+            live = live.attr(VERSION_ATTR, v);
+        }
         Ok(Some(
-            Live::new(&arn)
-                .arn(&arn)
-                .attr("name", &name)
-                .observed(&SecretLive {
-                    kms_key: Some(s.kms_key_id.clone().unwrap_or_default()),
-                    scheduled_for_deletion: Some(s.deleted_date.is_some()),
-                    tags: None,
-                })
-                .tags(super::tag_map(
-                    s.tags().iter().map(|t| (t.key.clone(), t.value.clone())),
-                )),
+            live.observed(&SecretLive {
+                kms_key: Some(s.kms_key_id.clone().unwrap_or_default()),
+                scheduled_for_deletion: Some(s.deleted_date.is_some()),
+                tags: None,
+            })
+            .tags(super::tag_map(
+                s.tags().iter().map(|t| (t.key.clone(), t.value.clone())),
+            )),
         ))
     }
 

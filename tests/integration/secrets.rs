@@ -85,3 +85,71 @@ async fn a_deploy_right_after_a_forced_secret_delete_creates_the_secret_again() 
     assert_eq!(p.action(&node_id(&i, home, "db-secret")), Some(&Action::None));
     common::run(Command::Destroy, &o).await;
 }
+
+/// Whether the writer's master password is its secret's current one (the emulator compares;
+/// no secret value leaves it).
+fn db_password_matches(db: &str, secret: &str) -> bool {
+    let r = emulator_post(&format!("/_rules/db-password?id={db}&secret={secret}"));
+    r["matches"].as_bool().unwrap_or_else(|| panic!("{r}"))
+}
+
+/// Regression (issue 17, item 9): a rotated (or recreated) secret left RDS with the old
+/// password and plan showed nothing. The writer's db-instance now records the secret version
+/// whose password it was given; a new current version is drift that deploy repairs with
+/// ModifyDBInstance MasterUserPassword. A state of the previous release, without that record,
+/// shows no drift and adopts the current version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_drift_that_deploy_gives_to_rds() {
+    let env = common::unique_env("rot");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let home = i.topology.home();
+    let aws = raw().await;
+    let (name, db) = (format!("tap-db-{env}"), format!("tap-db-useast1-{env}"));
+    let db_node = node_id(&i, home, "db-instance");
+    common::run(Command::Deploy, &o).await;
+    assert!(db_password_matches(&db, &name));
+
+    // A rotation: a new AWSCURRENT version with another password.
+    aws.secrets(home)
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string(
+            serde_json::json!({"username": "tapuser", "password": "rotated-by-hand-0123456789abcdef"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!db_password_matches(&db, &name), "RDS keeps the old password");
+    let p = common::run(Command::Plan, &o).await;
+    match p.action(&db_node) {
+        Some(Action::Update { changes }) => {
+            let keys: Vec<_> = changes.iter().map(|c| c.key.as_str()).collect();
+            assert_eq!(keys, ["password_version"]);
+            let shown = serde_json::to_string(changes).unwrap();
+            assert!(!shown.contains("rotated-by-hand"), "{shown}");
+        }
+        other => panic!("the rotation is not drift: {other:?}"),
+    }
+    let r = common::run(Command::Deploy, &o).await;
+    assert!(matches!(r.action(&db_node), Some(Action::Update { .. })));
+    assert!(db_password_matches(&db, &name), "deploy gave RDS the current password");
+    let p = common::run(Command::Plan, &o).await;
+    assert_eq!(p.action(&db_node), Some(&Action::None));
+    let state = std::fs::read_to_string(&o.state_path).unwrap();
+    assert!(!state.contains("rotated-by-hand"), "no secret value in state");
+
+    // A state written by the previous release has no record: no drift, and deploy adopts the
+    // current version without touching RDS.
+    let mut s: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let props = s["nodes"][&db_node]["props"].as_object_mut().unwrap();
+    assert!(props.remove("password_version").is_some());
+    std::fs::write(&o.state_path, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    let p = common::run(Command::Plan, &o).await;
+    assert_eq!(p.action(&db_node), Some(&Action::None));
+    let r = common::run(Command::Deploy, &o).await;
+    assert_eq!(common::mutating(&r), Vec::<String>::new());
+    let state = std::fs::read_to_string(&o.state_path).unwrap();
+    assert!(state.contains("password_version"));
+    common::run(Command::Destroy, &o).await;
+}

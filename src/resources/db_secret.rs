@@ -169,7 +169,7 @@ impl Kind for DbSecret {
         }
         Ok(Some(
             live.observed(&SecretLive {
-                kms_key: Some(s.kms_key_id.clone().unwrap_or_default()),
+                kms_key: Some(super::kms_ref::KnownKeys::local(cx).observed(s.kms_key_id().unwrap_or_default())),
                 scheduled_for_deletion: Some(s.deleted_date.is_some()),
                 tags: None,
             })

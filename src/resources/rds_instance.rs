@@ -112,7 +112,7 @@ pub fn engine_version() -> String {
 
 const GONE: &[&str] = &["DBInstanceNotFound", "DBInstanceNotFoundFault"];
 
-fn to_live(db: DbInstance) -> Live {
+fn to_live(db: DbInstance, keys: &super::kms_ref::KnownKeys) -> Live {
     let id = db.db_instance_identifier.clone().unwrap_or_default();
     let arn = db.db_instance_arn.clone().unwrap_or_default();
     let mut sgs: Vec<String> = db
@@ -124,7 +124,7 @@ fn to_live(db: DbInstance) -> Live {
     let mut observed = DbLive {
         class: Some(db.db_instance_class.clone().unwrap_or_default()),
         encrypted: Some(db.storage_encrypted.unwrap_or(false)),
-        kms_key: Some(db.kms_key_id.clone().unwrap_or_default()),
+        kms_key: Some(keys.observed(db.kms_key_id().unwrap_or_default())),
         publicly_accessible: Some(db.publicly_accessible.unwrap_or(false)),
         subnet_group: Some(
             db.db_subnet_group
@@ -253,7 +253,7 @@ impl Kind for RdsInstance {
             return Ok(None);
         };
         let writer = self.1 == Role::Primary && db.read_replica_source_db_instance_identifier.is_none();
-        let live = to_live(db);
+        let live = to_live(db, &super::kms_ref::KnownKeys::local(cx));
         Ok(Some(match recorded_password_version(cx).filter(|_| writer) {
             Some(v) => live.observed(&DbLive {
                 password_version: Some(Some(v)),
@@ -314,7 +314,7 @@ impl Kind for RdsInstance {
                     .db_instance
             }
         };
-        out.map(to_live)
+        out.map(|db| to_live(db, &super::kms_ref::KnownKeys::local(cx)))
             .ok_or_else(|| NodeError::fatal("CreateDBInstance", "EmptyResponse", "no instance returned"))
     }
 

@@ -153,3 +153,128 @@ async fn a_rotated_secret_is_drift_that_deploy_gives_to_rds() {
     assert!(state.contains("password_version"));
     common::run(Command::Destroy, &o).await;
 }
+
+/// Regression (issue 17, item 8): a key reference was compared as a string. DescribeSecret
+/// reports a secret's key as "the key ID or alias ARN" (the emulator's key-form rule, for this
+/// test's secret: moto echoes the ARN it was given), and S3 and SNS report the form they were
+/// given, e.g. by hand or by another tool. The same key in another form showed as drift on every
+/// plan (and a replica's was replicated again on every deploy); keys are now compared by the key
+/// they name. Launch templates and RDS go through the same helper (its unit tests: every form).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_named_by_id_or_alias_is_not_drift() {
+    use aws_sdk_s3::types::{
+        EncryptionConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let env = common::unique_env("kref");
+    let o = common::options(&env);
+    let i = verify::inputs(&env);
+    let (home, sec) = (i.topology.home(), first_secondary(&i));
+    let aws = raw().await;
+    common::run(Command::Deploy, &o).await;
+    emulator_post(&format!("/_rules/secret-key-form?name=tap-db-{env}"));
+    let (home_key, sec_key) = (key_of(&aws, home, &env).await, key_of(&aws, sec, &env).await);
+    let d = aws
+        .secrets(home)
+        .describe_secret()
+        .secret_id(format!("tap-db-{env}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.kms_key_id(), Some(home_key.as_str()), "reported as a key id");
+    assert_eq!(d.replication_status()[0].kms_key_id(), Some(sec_key.as_str()));
+
+    // The home bucket's key by key id, the secondary's by alias ARN; the topic's by alias name;
+    // the home bucket's replication rule names its destination key by alias ARN.
+    let alias_arn = |region: &str| {
+        format!(
+            "arn:aws:kms:{region}:{}:alias/tap-{}-{env}",
+            verify::ACCOUNT,
+            common::r(region)
+        )
+    };
+    for (region, key) in [(home, home_key.clone()), (sec, alias_arn(sec))] {
+        let bucket = format!("tap-bucket-{}-{env}-{}", common::r(region), verify::ACCOUNT);
+        let by_default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::AwsKms)
+            .kms_master_key_id(key)
+            .build()
+            .unwrap();
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(by_default)
+            .bucket_key_enabled(true)
+            .build();
+        aws.s3(region)
+            .put_bucket_encryption()
+            .bucket(&bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let topic = format!(
+        "arn:aws:sns:{home}:{}:tap-replication-alerts-{}-{env}",
+        verify::ACCOUNT,
+        common::r(home)
+    );
+    aws.sns(home)
+        .set_topic_attributes()
+        .topic_arn(&topic)
+        .attribute_name("KmsMasterKeyId")
+        .attribute_value(format!("alias/tap-{}-{env}", common::r(home)))
+        .send()
+        .await
+        .unwrap();
+    let home_bucket = format!("tap-bucket-{}-{env}-{}", common::r(home), verify::ACCOUNT);
+    let mut conf = aws
+        .s3(home)
+        .get_bucket_replication()
+        .bucket(&home_bucket)
+        .send()
+        .await
+        .unwrap()
+        .replication_configuration
+        .unwrap();
+    for rule in &mut conf.rules {
+        let dest = rule.destination.as_mut().unwrap();
+        dest.encryption_configuration = Some(
+            EncryptionConfiguration::builder()
+                .replica_kms_key_id(alias_arn(sec))
+                .build(),
+        );
+    }
+    aws.s3(home)
+        .put_bucket_replication()
+        .bucket(&home_bucket)
+        .replication_configuration(conf)
+        .send()
+        .await
+        .unwrap();
+
+    let p = common::run(Command::Plan, &o).await;
+    let changed: Vec<String> = p
+        .nodes
+        .iter()
+        .filter(|n| !matches!(n.outcome, tap::app::Outcome::Done(Action::None)))
+        .map(|n| format!("{} {:?}", n.id, n.outcome))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the same keys in other forms show as drift: {changed:#?}"
+    );
+    let r = common::run(Command::Deploy, &o).await;
+    assert_eq!(common::mutating(&r), Vec::<String>::new());
+    common::run(Command::Destroy, &o).await;
+}
+
+/// The id of the key the env's alias names in `region`.
+async fn key_of(aws: &tap::aws::Aws, region: &str, env: &str) -> String {
+    let alias = format!("alias/tap-{}-{env}", common::r(region));
+    let k = aws.kms(region).describe_key().key_id(alias).send().await.unwrap();
+    k.key_metadata.unwrap().key_id
+}

@@ -43,6 +43,12 @@ what exists.
         reference, CreateDistribution, DistributionConfig.CallerReference,
         https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_DistributionConfig.html).
 
+  the database secret  (rules_secrets.py) a forced DeleteSecret completes asynchronously
+        (the name stays "deleting" for TAP_RULES_SECRET_DELETING_SECS, default 1 s: CreateSecret
+        and RestoreSecret answer as AWS does meanwhile); DescribeSecret reports keys as key IDs
+        or alias ARNs, as AWS may (for the secrets a test names); GET /_rules/db-password says
+        whether an instance's master password is its secret's current one. Each cites its page.
+
 And, for drift tests, a minor version upgrade on demand, as AWS's auto minor version upgrade
 does: POST /_rules/upgrade?id=<DBInstanceIdentifier>&version=16.10 (the region is found).
 
@@ -313,8 +319,11 @@ class Outage:
 
 class Rules:
     def __init__(self, app):
+        from rules_secrets import SecretRules
+
         patch_moto_secret_replicas()
         patch_moto_rds()
+        self.secrets = SecretRules()
         self.app = app
         self.lock = threading.Lock()
         self.foreign = {b for b in os.environ.get("TAP_RULES_FOREIGN_BUCKETS", "").split(",") if b}
@@ -346,7 +355,10 @@ class Rules:
     def control(self, environ, start_response, path):
         q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         status, payload = "200 OK", {}
-        if path == "/_rules/foreign-bucket" and q.get("name"):
+        secret_switch = self.secrets.control(path, q)
+        if secret_switch is not None:
+            status, payload = secret_switch
+        elif path == "/_rules/foreign-bucket" and q.get("name"):
             with self.lock:
                 self.foreign.add(q["name"])
             payload = {"foreign": sorted(self.foreign)}
@@ -439,6 +451,15 @@ class Rules:
             status, headers, data = stop_replication_to_replica(region, body)
             start_response(status, headers)
             return [data]
+        if service == "secretsmanager":
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            refused = self.secrets.check(region, target, body)
+            if refused is not None:
+                status, headers, data = refused
+                start_response(status, headers)
+                return [data]
+            if self.secrets.reports_key_forms(target, body):
+                return self.secrets.serve_rewritten(self.app, environ, start_response, region)
         refused = self.check(environ, service, region, form, body, path, method)
         if refused is not None:
             status, headers, data = refused

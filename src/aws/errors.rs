@@ -152,9 +152,15 @@ const NOT_YET_VISIBLE: &[Answer] = &[
         "InvalidArgument",
         "Unable to validate",
     ),
-    // A secret force-deleted by a just-finished destroy: its name is free once the asynchronous
-    // delete completes (Secrets Manager API reference, DeleteSecret).
+    // A secret force-deleted by a just-finished (or interrupted) destroy: its name is free once
+    // the asynchronous delete completes (Secrets Manager API reference, DeleteSecret,
+    // https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DeleteSecret.html:
+    // "Secrets Manager performs the actual deletion with an asynchronous background process ...
+    // use appropriate back off and retry logic"). Meanwhile CreateSecret of the name answers
+    // "... already scheduled for deletion" and RestoreSecret of the secret (still described, with
+    // a DeletedDate) "... because it was deleted" (API_RestoreSecret.html, InvalidRequestException).
     answer(&["CreateSecret"], "InvalidRequestException", "scheduled for deletion"),
+    answer(&["RestoreSecret"], "InvalidRequestException", "because it was deleted"),
 ];
 
 /// A delete refused while a dependency lingers (EC2 API reference, DeleteSecurityGroup and
@@ -428,6 +434,15 @@ mod tests {
                 "already scheduled for deletion",
                 Some(400)
             ),
+            ErrorClass::Fatal
+        );
+        let deleted = "You can't perform this operation on the secret because it was deleted.";
+        assert_eq!(
+            classify("RestoreSecret", "InvalidRequestException", deleted, Some(400)),
+            ErrorClass::NotYetVisible
+        );
+        assert_eq!(
+            classify("UpdateSecret", "InvalidRequestException", deleted, Some(400)),
             ErrorClass::Fatal
         );
         assert_eq!(

@@ -25,12 +25,27 @@ crate::spec! {
 }
 
 pub const USERNAME: &str = "tapuser";
+/// The attr that holds the secret's current version id (AWSCURRENT).
+pub const VERSION_ATTR: &str = "version";
 /// RDS refuses `/`, `"`, `@` and spaces in a master password (and `\` is an escape in JSON).
 const EXCLUDED: &str = "/\"@\\ ";
 const GONE: &[&str] = &["ResourceNotFoundException"];
 
 pub fn secret_name(env: &str) -> String {
     format!("tap-db-{env}")
+}
+
+/// The ClientRequestToken of the secret that replaces the deleted secret `old_arn`: the same for
+/// every retry of that replacement, and another for every secret replaced (an ARN is never
+/// reused: it ends with a random suffix), so the new secret's first version id differs from
+/// every earlier one.
+fn recreate_token(old_arn: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("tap-recreate\0{old_arn}"));
+    format!(
+        "tap-{}",
+        h.iter().take(24).map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 fn tags(cx: &NodeCx) -> Vec<Tag> {
@@ -43,10 +58,22 @@ fn tags(cx: &NodeCx) -> Vec<Tag> {
 /// The master password kept in the secret `secret_id` (an ARN or the name). Never logged:
 /// callers pass it straight to the API.
 pub async fn master_password(aws: &Aws, region: &str, secret_id: &str) -> Result<String, NodeError> {
+    master_password_at(aws, region, secret_id, None).await
+}
+
+/// As [`master_password`], of the secret's version `version_id` (`None`: its current one,
+/// AWSCURRENT), so that what RDS is given is the version recorded.
+pub async fn master_password_at(
+    aws: &Aws,
+    region: &str,
+    secret_id: &str,
+    version_id: Option<&str>,
+) -> Result<String, NodeError> {
     let out = aws
         .secrets(region)
         .get_secret_value()
         .secret_id(secret_id)
+        .set_version_id(version_id.map(str::to_string))
         .send()
         .await
         .op("GetSecretValue")?;
@@ -59,6 +86,42 @@ pub async fn master_password(aws: &Aws, region: &str, secret_id: &str) -> Result
             format!("{secret_id} has no password"),
         )
     })
+}
+
+impl DbSecret {
+    /// Creates the secret with a fresh password; `token` is its ClientRequestToken (its first
+    /// version's id).
+    async fn create_with(&self, cx: &NodeCx, want: &SecretSpec, token: &str) -> Result<Live, NodeError> {
+        let sm = self.0.secrets(&cx.region);
+        let password = sm
+            .get_random_password()
+            .password_length(32)
+            .exclude_characters(EXCLUDED)
+            .send()
+            .await
+            .op("GetRandomPassword")?
+            .random_password
+            .ok_or_else(|| NodeError::fatal("GetRandomPassword", "EmptyResponse", "no password"))?;
+        // ClientRequestToken: the SDK's retry of this very request is idempotent; a new
+        // attempt (a new password) with the same token is refused, and the driver adopts.
+        let out = sm
+            .create_secret()
+            .name(secret_name(&cx.inputs().env))
+            .description(format!("TAP database master credentials ({})", cx.inputs().env))
+            .kms_key_id(&want.kms_key)
+            .secret_string(json!({"username": USERNAME, "password": password}).to_string())
+            .set_tags(Some(tags(cx)))
+            .client_request_token(token)
+            .send()
+            .await
+            .op("CreateSecret")?;
+        let arn = out.arn.unwrap_or_default();
+        let mut live = Live::new(&arn).arn(&arn).attr("name", secret_name(&cx.inputs().env));
+        if let Some(v) = out.version_id {
+            live = live.attr(VERSION_ATTR, v);
+        }
+        Ok(live)
+    }
 }
 
 #[async_trait::async_trait]
@@ -91,47 +154,33 @@ impl Kind for DbSecret {
             return Ok(None);
         };
         let arn = s.arn.clone().unwrap_or_default();
+        // The current version's id (DescribeSecret, VersionIdsToStages: the version labelled
+        // AWSCURRENT), for the writer's db-instance: a new one (a rotation, a new secret) is a
+        // password RDS has not been given. An id, never a value.
+        let current = s
+            .version_ids_to_stages()
+            .into_iter()
+            .flatten()
+            .find(|(_, stages)| stages.iter().any(|st| st == "AWSCURRENT"))
+            .map(|(id, _)| id.clone());
+        let mut live = Live::new(&arn).arn(&arn).attr("name", &name);
+        if let Some(v) = current {
+            live = live.attr(VERSION_ATTR, v);
+        }
         Ok(Some(
-            Live::new(&arn)
-                .arn(&arn)
-                .attr("name", &name)
-                .observed(&SecretLive {
-                    kms_key: Some(s.kms_key_id.clone().unwrap_or_default()),
-                    scheduled_for_deletion: Some(s.deleted_date.is_some()),
-                    tags: None,
-                })
-                .tags(super::tag_map(
-                    s.tags().iter().map(|t| (t.key.clone(), t.value.clone())),
-                )),
+            live.observed(&SecretLive {
+                kms_key: Some(super::kms_ref::KnownKeys::local(cx).observed(s.kms_key_id().unwrap_or_default())),
+                scheduled_for_deletion: Some(s.deleted_date.is_some()),
+                tags: None,
+            })
+            .tags(super::tag_map(
+                s.tags().iter().map(|t| (t.key.clone(), t.value.clone())),
+            )),
         ))
     }
 
     async fn create(&self, cx: &NodeCx, want: &SecretSpec) -> Result<Live, NodeError> {
-        let sm = self.0.secrets(&cx.region);
-        let password = sm
-            .get_random_password()
-            .password_length(32)
-            .exclude_characters(EXCLUDED)
-            .send()
-            .await
-            .op("GetRandomPassword")?
-            .random_password
-            .ok_or_else(|| NodeError::fatal("GetRandomPassword", "EmptyResponse", "no password"))?;
-        // ClientRequestToken: the SDK's retry of this very request is idempotent; a new
-        // attempt (a new password) with the same token is refused, and the driver adopts.
-        let out = sm
-            .create_secret()
-            .name(secret_name(&cx.inputs().env))
-            .description(format!("TAP database master credentials ({})", cx.inputs().env))
-            .kms_key_id(&want.kms_key)
-            .secret_string(json!({"username": USERNAME, "password": password}).to_string())
-            .set_tags(Some(tags(cx)))
-            .client_request_token(cx.token(64))
-            .send()
-            .await
-            .op("CreateSecret")?;
-        let arn = out.arn.unwrap_or_default();
-        Ok(Live::new(&arn).arn(&arn).attr("name", secret_name(&cx.inputs().env)))
+        self.create_with(cx, want, &cx.token(64)).await
     }
 
     async fn update(
@@ -144,8 +193,20 @@ impl Kind for DbSecret {
         let sm = self.0.secrets(&cx.region);
         let id = &live.physical_id;
         if changed.scheduled_for_deletion {
-            // SPEC: a secret found scheduled for deletion is restored and adopted.
-            sm.restore_secret().secret_id(id).send().await.op("RestoreSecret")?;
+            // SPEC: a secret found scheduled for deletion is restored and adopted. One deleted
+            // without recovery (an interrupted destroy) cannot be: RestoreSecret answers
+            // "... because it was deleted" until the asynchronous delete completes (retried per
+            // the driver's NotYetVisible policy, `aws::errors`), then ResourceNotFoundException:
+            // the name is free and the secret is created again (a new password; the writer's
+            // db-instance sees a new secret version and is given it).
+            match sm.restore_secret().secret_id(id).send().await.op("RestoreSecret") {
+                Ok(_) => {}
+                Err(e) if GONE.contains(&e.code.as_str()) => {
+                    self.create_with(cx, want, &recreate_token(id)).await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
         }
         if changed.kms_key {
             sm.update_secret()

@@ -82,7 +82,7 @@ fn data(want: &TemplateSpec) -> RequestLaunchTemplateData {
         .build()
 }
 
-fn observed(live: Live, d: &ResponseLaunchTemplateData) -> Live {
+fn observed(live: Live, d: &ResponseLaunchTemplateData, keys: &super::kms_ref::KnownKeys) -> Live {
     let mut sgs: Vec<String> = d.security_group_ids().to_vec();
     sgs.sort();
     live.observed(&TemplateLive {
@@ -111,7 +111,7 @@ fn observed(live: Live, d: &ResponseLaunchTemplateData) -> Live {
                     .map(|t| t.as_str().to_string())
                     .unwrap_or_default(),
                 encrypted: e.and_then(|e| e.encrypted).unwrap_or(false),
-                kms_key: e.and_then(|e| e.kms_key_id.clone()).unwrap_or_default(),
+                kms_key: keys.observed(e.and_then(|e| e.kms_key_id.as_deref()).unwrap_or_default()),
             }
         }),
         http_tokens: d
@@ -209,7 +209,7 @@ impl Kind for LaunchTemplate {
             .first()
             .and_then(|v| v.launch_template_data.as_ref())
         {
-            live = observed(live, d);
+            live = observed(live, d, &super::kms_ref::KnownKeys::local(cx));
         }
         Ok(Some(live))
     }

@@ -13,6 +13,7 @@ pub mod iam_role;
 pub mod internet_gateway;
 pub mod kms_alias;
 pub mod kms_key;
+pub mod kms_ref;
 pub mod lambda_function;
 pub mod launch_template;
 pub mod log_group;

@@ -58,16 +58,32 @@ crate::spec! {
         /// The replica's: the primary's ARN.
         #[serde(skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// The writer's: the id of the secret version whose password RDS was given (never the
+        /// password). RDS cannot tell it, so the live value is the one recorded in state; a
+        /// state without it (an earlier release) reads as unobserved: the current one is adopted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_version: Option<String>,
     }
     immutable [engine, encrypted, kms_key, db_name, master_username, subnet_group, source]
 }
 
 impl RdsInstance {
-    /// The master password, from `db-secret` (read at the moment of use, never kept).
-    async fn password(&self, cx: &NodeCx) -> Result<String, NodeError> {
+    /// The master password of the secret's version `version` (`None`: the current one), from
+    /// `db-secret` (read at the moment of use, never kept).
+    async fn password(&self, cx: &NodeCx, version: Option<&str>) -> Result<String, NodeError> {
         let secret = cx.attr(&cx.writer("db-secret"), "arn")?;
-        super::db_secret::master_password(&self.0, &cx.region, &secret).await
+        super::db_secret::master_password_at(&self.0, &cx.region, &secret, version).await
     }
+}
+
+/// Issue 17 item 9: the secret version RDS was given, as last recorded for the node (`None`: not
+/// recorded, unobservable, so no drift).
+fn recorded_password_version(cx: &NodeCx) -> Option<String> {
+    cx.prior
+        .as_ref()
+        .and_then(|p| p.props.get("password_version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// The live engine version as plan compares it. With auto minor version upgrade on, AWS moves the
@@ -96,7 +112,7 @@ pub fn engine_version() -> String {
 
 const GONE: &[&str] = &["DBInstanceNotFound", "DBInstanceNotFoundFault"];
 
-fn to_live(db: DbInstance) -> Live {
+fn to_live(db: DbInstance, keys: &super::kms_ref::KnownKeys) -> Live {
     let id = db.db_instance_identifier.clone().unwrap_or_default();
     let arn = db.db_instance_arn.clone().unwrap_or_default();
     let mut sgs: Vec<String> = db
@@ -108,7 +124,7 @@ fn to_live(db: DbInstance) -> Live {
     let mut observed = DbLive {
         class: Some(db.db_instance_class.clone().unwrap_or_default()),
         encrypted: Some(db.storage_encrypted.unwrap_or(false)),
-        kms_key: Some(db.kms_key_id.clone().unwrap_or_default()),
+        kms_key: Some(keys.observed(db.kms_key_id().unwrap_or_default())),
         publicly_accessible: Some(db.publicly_accessible.unwrap_or(false)),
         subnet_group: Some(
             db.db_subnet_group
@@ -204,6 +220,7 @@ impl Kind for RdsInstance {
             deletion_protection: None,
             copy_tags_to_snapshot: None,
             source: None,
+            password_version: None,
         };
         Ok(match self.1 {
             Role::Primary => DbSpec {
@@ -218,6 +235,9 @@ impl Kind for RdsInstance {
                 managed_password: Some(false),
                 deletion_protection: Some(false),
                 copy_tags_to_snapshot: Some(true),
+                // The writer's secret's current version: a rotated or recreated secret is a
+                // password RDS does not have yet.
+                password_version: cx.attr(&cx.writer("db-secret"), super::db_secret::VERSION_ATTR).ok(),
                 ..common
             },
             Role::Replica => DbSpec {
@@ -233,7 +253,18 @@ impl Kind for RdsInstance {
 
     async fn read(&self, cx: &NodeCx) -> Result<Option<Live>, NodeError> {
         let id = names::db_instance(cx.inputs(), &cx.region);
-        Ok(self.describe(cx, &id).await?.map(to_live))
+        let Some(db) = self.describe(cx, &id).await? else {
+            return Ok(None);
+        };
+        let writer = self.1 == Role::Primary && db.read_replica_source_db_instance_identifier.is_none();
+        let live = to_live(db, &super::kms_ref::KnownKeys::local(cx));
+        Ok(Some(match recorded_password_version(cx).filter(|_| writer) {
+            Some(v) => live.observed(&DbLive {
+                password_version: Some(Some(v)),
+                ..Default::default()
+            }),
+            None => live,
+        }))
     }
 
     async fn create(&self, cx: &NodeCx, d: &DbSpec) -> Result<Live, NodeError> {
@@ -257,7 +288,7 @@ impl Kind for RdsInstance {
                     .master_username(s(&d.master_username))
                     // SPEC v2: the password from `db-secret`, never ManageMasterUserPassword
                     // (AWS refuses read replicas of an instance whose password RDS manages).
-                    .master_user_password(self.password(cx).await?)
+                    .master_user_password(self.password(cx, d.password_version.as_deref()).await?)
                     .publicly_accessible(false)
                     .deletion_protection(false)
                     .copy_tags_to_snapshot(true)
@@ -287,7 +318,7 @@ impl Kind for RdsInstance {
                     .db_instance
             }
         };
-        out.map(to_live)
+        out.map(|db| to_live(db, &super::kms_ref::KnownKeys::local(cx)))
             .ok_or_else(|| NodeError::fatal("CreateDBInstance", "EmptyResponse", "no instance returned"))
     }
 
@@ -305,6 +336,7 @@ impl Kind for RdsInstance {
             changed.deletion_protection,
             changed.copy_tags_to_snapshot,
             changed.managed_password,
+            changed.password_version,
         ];
         if modifiable.into_iter().any(|c| c) {
             let mut req = rds
@@ -343,9 +375,13 @@ impl Kind for RdsInstance {
             }
             if changed.managed_password {
                 // Turning RDS's management off takes a password: the one in `db-secret`.
-                req = req
-                    .manage_master_user_password(false)
-                    .master_user_password(self.password(cx).await?);
+                req = req.manage_master_user_password(false);
+            }
+            if changed.managed_password || changed.password_version {
+                // A new secret version (rotated, or the secret created again): RDS keeps the
+                // password it was given until told (RDS API reference, ModifyDBInstance,
+                // MasterUserPassword, https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ModifyDBInstance.html).
+                req = req.master_user_password(self.password(cx, d.password_version.as_deref()).await?);
             }
             req.send().await.op("ModifyDBInstance")?;
         }
@@ -442,6 +478,7 @@ mod tests {
             deletion_protection: None,
             copy_tags_to_snapshot: None,
             source: Some("arn".into()),
+            password_version: None,
         };
         assert_eq!(
             to_props(&replica).keys().collect::<Vec<_>>(),

@@ -164,7 +164,9 @@ impl S3Bucket {
             .map(|d| d.sse_algorithm.as_str().to_string())
             .unwrap_or_else(|| "none".into());
         let bucket_key = rule.as_ref().and_then(|r| r.bucket_key_enabled).unwrap_or(false);
-        let sse_kms_key = by_default.and_then(|d| d.kms_master_key_id);
+        let sse_kms_key = by_default
+            .and_then(|d| d.kms_master_key_id)
+            .map(|k| super::kms_ref::KnownKeys::local(cx).observed(&k));
         let pab = s3
             .get_public_access_block()
             .bucket(name)

@@ -77,7 +77,7 @@ fn rules(cx: &NodeCx) -> Result<Vec<Rule>, NodeError> {
 }
 
 /// A rule as the API returned it.
-fn observe(rule: &ReplicationRule) -> Rule {
+fn observe(rule: &ReplicationRule, keys: &super::kms_ref::KnownKeys) -> Rule {
     let d = rule.destination.as_ref();
     Rule {
         id: rule.id.clone().unwrap_or_default(),
@@ -101,7 +101,8 @@ fn observe(rule: &ReplicationRule) -> Rule {
             .unwrap_or_default(),
         replica_kms_key: d
             .and_then(|d| d.encryption_configuration.as_ref())
-            .and_then(|e| e.replica_kms_key_id.clone()),
+            .and_then(|e| e.replica_kms_key_id.as_deref())
+            .map(|k| keys.observed(k)),
     }
 }
 
@@ -154,7 +155,9 @@ impl Kind for S3Replication {
         let Some(conf) = out.and_then(|o| o.replication_configuration) else {
             return Ok(None);
         };
-        let mut rules: Vec<Rule> = conf.rules.iter().map(observe).collect();
+        // The destinations' keys: every other region's (this node reads each).
+        let keys = super::kms_ref::KnownKeys::of(cx, cx.topo().regions().filter(|d| *d != cx.region));
+        let mut rules: Vec<Rule> = conf.rules.iter().map(|r| observe(r, &keys)).collect();
         rules.sort_by(|a, b| a.id.cmp(&b.id));
         let criteria: Vec<_> = conf
             .rules

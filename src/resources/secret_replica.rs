@@ -178,7 +178,9 @@ impl Kind for SecretReplica {
                 .arn(&replica)
                 .attr("name", super::db_secret::secret_name(&cx.inputs().env))
                 .observed(&ReplicaLive {
-                    kms_key: status.kms_key_id.clone(),
+                    kms_key: status
+                        .kms_key_id()
+                        .map(|k| super::kms_ref::KnownKeys::local(cx).observed(k)),
                 }),
         ))
     }

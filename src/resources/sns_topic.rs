@@ -73,7 +73,10 @@ impl Kind for SnsTopic {
                 .attr("name", topic_name(cx))
                 .observed(&TopicLive {
                     display_name: Some(attrs.get("DisplayName").cloned().unwrap_or_default()),
-                    kms_key: Some(attrs.get("KmsMasterKeyId").cloned().unwrap_or_default()),
+                    kms_key: Some(
+                        super::kms_ref::KnownKeys::local(cx)
+                            .observed(attrs.get("KmsMasterKeyId").map(String::as_str).unwrap_or_default()),
+                    ),
                     tags: None,
                 })
                 .tags(tags),

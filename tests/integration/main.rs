@@ -13,6 +13,7 @@ mod operator;
 mod recovery;
 mod regions;
 mod rules;
+mod secrets;
 mod snapshots;
 mod stack;
 mod team_state;

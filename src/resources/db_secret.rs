@@ -89,6 +89,42 @@ pub async fn master_password_at(
 }
 
 impl DbSecret {
+    /// SPEC: remove its replica regions, then delete without a recovery window.
+    async fn delete_primary(&self, region: &str, id: &str) -> Result<(), NodeError> {
+        let sm = self.0.secrets(region);
+        let replicas: Vec<String> = match sm
+            .describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .absent_on("DescribeSecret", GONE)?
+        {
+            Some(s) => s.replication_status().iter().filter_map(|r| r.region.clone()).collect(),
+            None => return Ok(()),
+        };
+        if !replicas.is_empty() {
+            let r = sm
+                .remove_regions_from_replication()
+                .secret_id(id)
+                .set_remove_replica_regions(Some(replicas))
+                .send()
+                .await
+                .op("RemoveRegionsFromReplication");
+            match r {
+                Ok(_) => {}
+                // Gone already, or no replica there (an earlier, interrupted destroy removed it).
+                Err(e) if GONE.contains(&e.code.as_str()) || e.code == "InvalidParameterException" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sm.delete_secret()
+            .secret_id(id)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .ok_on("DeleteSecret", GONE)
+    }
+
     /// Creates the secret with a fresh password; `token` is its ClientRequestToken (its first
     /// version's id).
     async fn create_with(&self, cx: &NodeCx, want: &SecretSpec, token: &str) -> Result<Live, NodeError> {
@@ -231,38 +267,54 @@ impl Kind for DbSecret {
     /// e.g. of a region no longer in the stack, go here), then delete without a recovery window,
     /// so that a later deploy of the same env can create the name again.
     async fn delete(&self, cx: &NodeCx, live: &Live) -> Result<(), NodeError> {
-        let sm = self.0.secrets(&cx.region);
-        let replicas: Vec<String> = match sm
-            .describe_secret()
-            .secret_id(&live.physical_id)
-            .send()
-            .await
-            .absent_on("DescribeSecret", GONE)?
-        {
-            Some(s) => s.replication_status().iter().filter_map(|r| r.region.clone()).collect(),
-            None => return Ok(()),
-        };
-        if !replicas.is_empty() {
-            let r = sm
-                .remove_regions_from_replication()
-                .secret_id(&live.physical_id)
-                .set_remove_replica_regions(Some(replicas))
+        self.delete_primary(&cx.region, &live.physical_id).await?;
+        // A failover not yet re-protected leaves a stale primary of the name in the old writer's
+        // region, and replicas of it elsewhere, which no node of the graph owns now: this env's
+        // (tagged tap:stack, replicas carry their primary's tags), so they go too.
+        let name = secret_name(&cx.inputs().env);
+        for region in cx.topo().regions().filter(|r| *r != cx.region) {
+            let Some(s) = self
+                .0
+                .secrets(region)
+                .describe_secret()
+                .secret_id(&name)
                 .send()
                 .await
-                .op("RemoveRegionsFromReplication");
-            match r {
-                Ok(_) => {}
-                // Gone already, or no replica there (an earlier, interrupted destroy removed it).
-                Err(e) if GONE.contains(&e.code.as_str()) || e.code == "InvalidParameterException" => {}
-                Err(e) => return Err(e),
+                .absent_on("DescribeSecret", GONE)?
+            else {
+                continue;
+            };
+            let ours = s
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some(crate::engine::resource::STACK_TAG) && t.value() == Some(cx.env.as_str()));
+            if !ours || s.deleted_date().is_some() {
+                continue;
+            }
+            match s.primary_region() {
+                // A replica of a stale primary that is not this one: its primary removes it.
+                Some(p) if p != cx.region => {
+                    let r = self
+                        .0
+                        .secrets(p)
+                        .remove_regions_from_replication()
+                        .secret_id(&name)
+                        .remove_replica_regions(region)
+                        .send()
+                        .await
+                        .op("RemoveRegionsFromReplication");
+                    match r {
+                        Err(e) if !(GONE.contains(&e.code.as_str()) || e.code == "InvalidParameterException") => {
+                            return Err(e);
+                        }
+                        _ => {}
+                    }
+                }
+                Some(_) => {}
+                None => self.delete_primary(region, s.arn().unwrap_or(&name)).await?,
             }
         }
-        sm.delete_secret()
-            .secret_id(&live.physical_id)
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-            .ok_on("DeleteSecret", GONE)
+        Ok(())
     }
 
     /// A forced delete completes asynchronously (Secrets Manager API reference, DeleteSecret:

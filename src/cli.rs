@@ -444,7 +444,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 }
                 yes || ask_exact(&format!("Type {to} to fail over: "), &to)
             };
-            let report = crate::dr::failover::execute(&opts, &args, &confirm).await?;
+            let report = match crate::dr::failover::execute(&opts, &args, &confirm).await {
+                Err(e) if opts.cancel.is_set() => {
+                    return Ok(interrupted("failover", &e, &format!("failover --to {}", args.to)));
+                }
+                other => other?,
+            };
             if let Some(f) = &cli.timeline {
                 write_timeline(f, &report.timeline, &opts)?;
             }
@@ -465,7 +470,10 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 }
                 yes || ask("Reprotect? [y/N] ")
             };
-            let report = crate::dr::reprotect::execute(&opts, &confirm).await?;
+            let report = match crate::dr::reprotect::execute(&opts, &confirm).await {
+                Err(e) if opts.cancel.is_set() => return Ok(interrupted("reprotect", &e, "reprotect")),
+                other => other?,
+            };
             match cli.json {
                 true => render::json_line(crate::dr::reprotect::json(&report)),
                 false => crate::dr::reprotect::print(&report),
@@ -559,6 +567,16 @@ async fn dry_run_failover(opts: &Options, args: &crate::dr::failover::Args, json
         crate::dr::check::print(&report);
     }
     Ok(if report.ready { 0 } else { 1 })
+}
+
+/// A failover or reprotect stopped by Ctrl-C: every finished step is recorded; the same
+/// command finishes it (exit 130).
+fn interrupted(what: &str, e: &AppError, again: &str) -> i32 {
+    render::err(&format!(
+        "{what} interrupted ({}); its finished steps are recorded: run `tap {again}` again to finish it",
+        crate::aws::errors::chain(e)
+    ));
+    130
 }
 
 /// Asks until end of input; true only for exactly `want`.

@@ -11,7 +11,7 @@ use super::record::now_ms as now;
 use super::record::{self, Failover, Mode};
 use super::{Phase, Runner, StepLine, reprotect};
 use crate::app::AppError;
-use crate::aws::{Aws, Call};
+use crate::aws::{Aws, Call, SendExt};
 use crate::engine::resource::{NodeError, Readiness};
 use crate::engine::store::StateStore;
 use crate::engine::timeline::{Recorder, Timeline};
@@ -297,25 +297,55 @@ async fn steps(
                         .store
                         .get(&inputs.topology.id(from, "db-instance"))
                         .and_then(|n| n.attrs.get("backup_window").cloned());
-                    let sent = runner
-                        .send(&cx, "PromoteReadReplica", || {
+                    let (rds, db, cx) = (&rds, &db, &cx);
+                    let promote = |window: Option<String>| {
+                        runner.send(cx, "PromoteReadReplica", move || {
                             rds.promote_read_replica()
-                                .db_instance_identifier(&db)
+                                .db_instance_identifier(db)
                                 .backup_retention_period(7)
                                 .set_preferred_backup_window(window.clone())
                                 .send()
                         })
-                        .await;
+                    };
+                    let sent = match promote(window.clone()).await {
+                        // "Must not conflict with the preferred maintenance window" (RDS API
+                        // reference, PromoteReadReplica): the replica's own window, picked in
+                        // its region, may overlap the writer's backup window. RDS picks one then.
+                        Err(e) if window.is_some() && e.code.starts_with("InvalidParameter") => promote(None).await,
+                        other => other,
+                    };
                     match sent {
                         Ok(_) => what = format!("promoted {db}"),
-                        // A rerun after the call went out: the promotion is under way.
+                        // A rerun after the call went out (the promotion is under way), or a
+                        // replica that cannot be promoted yet (`backing-up`): the wait below
+                        // sends it again once the replica is available and still a replica.
                         Err(e) if e.code == "InvalidDBInstanceState" => what = format!("{db} was being promoted"),
                         Err(e) => return Err(e),
                     }
                 }
+                let sent_again = std::sync::atomic::AtomicBool::new(false);
                 runner
                     .driver
-                    .wait(&cx, cx.wait, "promotion", || super::promoted(&aws, &cx.region, &db))
+                    .wait(&cx, cx.wait, "promotion", || async {
+                        let r = super::promoted(&aws, &cx.region, &db).await?;
+                        if matches!(&r, Readiness::Pending(s) if s.starts_with("available, still a replica"))
+                            && !sent_again.swap(true, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            let rds = aws.rds(&cx.region);
+                            let again = rds
+                                .promote_read_replica()
+                                .db_instance_identifier(&db)
+                                .backup_retention_period(7)
+                                .send()
+                                .await;
+                            if let Err(e) = again.op("PromoteReadReplica")
+                                && e.code != "InvalidDBInstanceState"
+                            {
+                                return Err(e);
+                            }
+                        }
+                        Ok(r)
+                    })
                     .await?;
                 Ok(what)
             }
@@ -395,7 +425,7 @@ async fn steps(
                     return Ok(format!("{db} is Multi-AZ already"));
                 }
                 let rds = aws.rds(&cx.region);
-                runner
+                let sent = runner
                     .send(&cx, "ModifyDBInstance", || {
                         rds.modify_db_instance()
                             .db_instance_identifier(&db)
@@ -404,8 +434,17 @@ async fn steps(
                             .apply_immediately(true)
                             .send()
                     })
-                    .await?;
-                Ok(format!("{db}: Multi-AZ requested (not waited for)"))
+                    .await;
+                match sent {
+                    Ok(_) => Ok(format!("{db}: Multi-AZ requested (not waited for)")),
+                    // Still `backing-up` or `modifying` after the promotion: the writer takes
+                    // it later; `deploy` converges Multi-AZ (the writer's SPEC).
+                    Err(e) if e.code == "InvalidDBInstanceState" => Ok(format!(
+                        "{db}: not modifiable yet ({}); the next deploy makes it Multi-AZ",
+                        e.message
+                    )),
+                    Err(e) => Err(e),
+                }
             }
         })
         .await?;

@@ -409,7 +409,9 @@ async fn rehome_secret(
             "ResourceNotFoundException" => Ok(None),
             _ => Err(e),
         })?
-        && d.primary_region().is_none()
+        // DescribeSecret's PrimaryRegion is "the Region the secret is in": a primary may carry
+        // its own region (AWS), or none (moto).
+        && d.primary_region().is_none_or(|p| p == stale_region)
         && d.deleted_date().is_none()
     {
         let arn = d.arn().unwrap_or_default().to_string();
@@ -458,10 +460,29 @@ async fn rehome_secret(
                 .send()
         })
         .await?;
+    // A replica that failed (e.g. the stale primary's name not yet free in its region: a forced
+    // delete completes asynchronously) is removed and added again.
+    let failed: Vec<String> = d
+        .replication_status()
+        .iter()
+        .filter(|s| s.status().map(|s| s.as_str()) == Some("Failed"))
+        .filter_map(|s| s.region().map(str::to_string))
+        .collect();
+    if !failed.is_empty() {
+        runner
+            .send(cx, "RemoveRegionsFromReplication", || {
+                sm.remove_regions_from_replication()
+                    .secret_id(&arn)
+                    .set_remove_replica_regions(Some(failed.clone()))
+                    .send()
+            })
+            .await?;
+    }
     let have: Vec<String> = d
         .replication_status()
         .iter()
         .filter_map(|s| s.region().map(str::to_string))
+        .filter(|r| !failed.contains(r))
         .collect();
     let missing: Vec<ReplicaRegionType> = t
         .regions()

@@ -293,7 +293,7 @@ impl Kind for DbSecret {
             }
             match s.primary_region() {
                 // A replica of a stale primary that is not this one: its primary removes it.
-                Some(p) if p != cx.region => {
+                Some(p) if p != cx.region && p != region => {
                     let r = self
                         .0
                         .secrets(p)
@@ -310,6 +310,9 @@ impl Kind for DbSecret {
                         _ => {}
                     }
                 }
+                // A primary: DescribeSecret's PrimaryRegion is "the Region the secret is in"
+                // (AWS may name its own region; moto names none).
+                Some(p) if p == region => self.delete_primary(region, s.arn().unwrap_or(&name)).await?,
                 Some(_) => {}
                 None => self.delete_primary(region, s.arn().unwrap_or(&name)).await?,
             }

@@ -342,3 +342,155 @@ async fn three_secondaries_fail_over_to_the_second_and_every_replica_follows_it(
     run(Command::Destroy, &o).await;
     nothing_left_but_snapshots(&aws, &i, &[home, to]).await;
 }
+
+fn spawn_tap(
+    endpoint: &str,
+    env: &str,
+    state: &std::path::Path,
+    home: &str,
+    sec: &str,
+    args: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tap"))
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--env",
+            env,
+            "--primary-region",
+            home,
+            "--secondary-region",
+            sec,
+        ])
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("REPOSITORY", "tap-tests")
+        .env("COMMIT_AUTHOR", "ci")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tap")
+}
+
+/// The recorded status of step `id` (`{region}/{step}`) of the last failover or its reprotect.
+fn step_status(state: &std::path::Path, id: &str) -> Option<String> {
+    let s = tap::engine::state::State::load(state).ok()?;
+    let f = s.failovers.last()?;
+    let step = f["steps"].get(id).or_else(|| f["reprotect"]["steps"].get(id))?;
+    step["status"].as_str().map(str::to_string)
+}
+
+fn wait_for_step(state: &std::path::Path, id: &str, status: &str) {
+    let t0 = std::time::Instant::now();
+    while step_status(state, id).as_deref() != Some(status) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "{id} never {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn finish(child: std::process::Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// On the timing emulator (a promotion takes seconds): the home region's connections hang; the
+/// ungraceful failover is killed (-9) as its promotion starts; run again, it finishes without a
+/// second promotion within the promotion time + 30 s, the hanging best-effort call bounded.
+/// Then reprotect is interrupted (Ctrl-C) while the stale writer is being deleted; run again,
+/// it finishes: one database of the name, a replica, one final snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_and_a_reprotect_interrupted_anywhere_finish_when_run_again() {
+    let ep = common::timing_endpoint();
+    let env = common::unique_env("drk");
+    // Home regions of their own on the shared timing emulator: the outage reaches this test only.
+    let (home, sec) = ("us-west-1", "ap-northeast-2");
+    let (mut o, i) = options(&env, &ep, home, &[sec]);
+    o.state_path = common::state_path(&env);
+    let state = o.state_path.clone();
+    let aws = raw_at(&ep).await;
+    run(Command::Deploy, &o).await;
+    let promote = common::timing_config()["rds_promote"].as_f64().unwrap();
+
+    outage(&ep, home, "hang");
+    let child = spawn_tap(&ep, &env, &state, home, sec, &["failover", "--to", sec, "--yes"]);
+    wait_for_step(&state, &format!("{sec}/promote-read-replica"), "started");
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = finish(child);
+    let t0 = std::time::Instant::now();
+    let (code, out) = finish(spawn_tap(
+        &ep,
+        &env,
+        &state,
+        home,
+        sec,
+        &["failover", "--to", sec, "--yes"],
+    ));
+    let took = t0.elapsed().as_secs_f64();
+    assert_eq!(code, 0, "{out}");
+    assert!(took < promote + 30.0, "{took:.1}s for a {promote}s promotion\n{out}");
+    assert!(out.contains("execution time: "), "{out}");
+    assert!(
+        out.contains(&format!("{home}/scale-in-old-asg")),
+        "the best-effort step is reported: {out}"
+    );
+    let db_id = format!("tap-db-{}-{env}", common::r(sec));
+    let promotions = common::timing_events()
+        .into_iter()
+        .filter(|(_, _, action, id)| action == "PromoteReadReplica" && *id == db_id)
+        .count();
+    assert_eq!(promotions, 1, "one promotion");
+    outage(&ep, home, "off");
+
+    let child = spawn_tap(&ep, &env, &state, home, sec, &["reprotect", "--yes"]);
+    wait_for_step(&state, &format!("{home}/delete-stale-writer"), "started");
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, out) = finish(child);
+    assert_eq!(code, 130, "{out}");
+    let (code, out) = finish(spawn_tap(&ep, &env, &state, home, sec, &["reprotect", "--yes"]));
+    assert_eq!(code, 0, "{out}");
+    assert_roles(&aws, &i, sec).await;
+    assert_eq!(final_snapshots(&aws, home, &env).await.len(), 1);
+    let named: Vec<String> = aws
+        .rds(home)
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap()
+        .db_instances()
+        .iter()
+        .filter_map(|d| d.db_instance_identifier())
+        .filter(|d| d.contains(&env))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        named,
+        [format!("tap-db-{}-{env}", common::r(home))],
+        "no twin, no stale left"
+    );
+    run(Command::Destroy, &o).await;
+    nothing_left_but_snapshots(&aws, &i, &[home]).await;
+}

@@ -446,6 +446,45 @@ impl Kind for RdsInstance {
         })
     }
 
+    /// A stale writer (a standalone instance outside the writer region, after a failover not
+    /// yet re-protected) is deleted only once its read replicas are gone: RDS promotes the
+    /// replicas of a deleted source to standalone instances, which would make more writers
+    /// (RDS User Guide, "Working with DB instance read replicas"). Their own nodes delete them.
+    async fn prepare_delete(&self, _cx: &NodeCx, live: &Live) -> Result<bool, NodeError> {
+        Ok(self.1 == Role::Replica && live.props.contains_key("engine"))
+    }
+
+    async fn deletable(&self, cx: &NodeCx, live: &Live) -> Result<Readiness, NodeError> {
+        let Some(db) = self.describe(cx, &live.physical_id).await? else {
+            return Ok(Readiness::Ready);
+        };
+        // Each listed replica (a cross-region one by ARN) that still exists. moto 5.2.5 keeps a
+        // deleted cross-region replica's ARN listed on its source: only a replica that answers
+        // counts.
+        let mut left = vec![];
+        for r in db.read_replica_db_instance_identifiers() {
+            let (region, id) = match r.split(':').collect::<Vec<_>>()[..] {
+                [_, _, _, region, _, _, id] => (region.to_string(), id.to_string()),
+                _ => (cx.region.clone(), r.clone()),
+            };
+            let found = self
+                .0
+                .rds(&region)
+                .describe_db_instances()
+                .db_instance_identifier(&id)
+                .send()
+                .await
+                .absent_on("DescribeDBInstances", GONE)?;
+            if found.is_some_and(|o| !o.db_instances().is_empty()) {
+                left.push(r.clone());
+            }
+        }
+        Ok(match left.is_empty() {
+            true => Readiness::Ready,
+            false => Readiness::Pending(format!("its replicas to be gone first ({})", left.join(", "))),
+        })
+    }
+
     fn waits_for_deletion(&self) -> bool {
         true
     }

@@ -31,8 +31,9 @@ async fn a_deploy_right_after_a_forced_secret_delete_creates_the_secret_again() 
 
     // What destroy does to the secret before its wait for the name to be free, where it was
     // interrupted: the replica regions removed, the secret deleted without recovery. The
-    // emulator keeps it "deleting" for 5 s (AWS: "a short delay").
-    emulator_post(&format!("/_rules/secret-deleting?name={name}&seconds=5"));
+    // emulator keeps it "deleting" for 20 s (AWS: "a short delay"): long enough that the deploy
+    // below meets it even on a loaded machine (5 s did not, under the whole suite on 2 cores).
+    emulator_post(&format!("/_rules/secret-deleting?name={name}&seconds=20"));
     aws.secrets(home)
         .remove_regions_from_replication()
         .secret_id(&old_arn)

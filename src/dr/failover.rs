@@ -376,22 +376,7 @@ async fn steps(
                         Err(e) => return Err(e),
                     };
                 }
-                // A replica carries its primary's tags: the promoted secret still says it is
-                // the old writer's node. It is this region's now.
-                let id = inputs.topology.id(&cx.region, "db-secret");
-                runner
-                    .send(&cx, "TagResource", || {
-                        sm.tag_resource()
-                            .secret_id(&name)
-                            .tags(
-                                aws_sdk_secretsmanager::types::Tag::builder()
-                                    .key("tap:id")
-                                    .value(&id)
-                                    .build(),
-                            )
-                            .send()
-                    })
-                    .await?;
+                runner.retag_secret(&cx, &name).await?;
                 Ok(what)
             }
         })

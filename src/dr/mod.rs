@@ -285,6 +285,26 @@ impl Runner {
         self.driver.call(cx, || async { f().await.op(op) }).await
     }
 
+    /// Tags the secret `secret_id` in the step's region as that region's `db-secret` node: a
+    /// replica carries its primary's tags, so a promoted one still says it is the old writer's.
+    pub async fn retag_secret(&self, cx: &NodeCx, secret_id: &str) -> Result<(), NodeError> {
+        let id = self.inputs.topology.id(&cx.region, "db-secret");
+        let sm = self.aws.secrets(&cx.region);
+        self.send(cx, "TagResource", || {
+            sm.tag_resource()
+                .secret_id(secret_id)
+                .tags(
+                    aws_sdk_secretsmanager::types::Tag::builder()
+                        .key(crate::engine::resource::ID_TAG)
+                        .value(&id)
+                        .build(),
+                )
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub fn lines(&self) -> Vec<StepLine> {
         self.lines.lock().expect("lines").clone()
     }

@@ -446,20 +446,7 @@ async fn rehome_secret(
         .send(cx, "DescribeSecret", || sm.describe_secret().secret_id(&name).send())
         .await?;
     let arn = d.arn().unwrap_or_default().to_string();
-    let id = t.id(&writer, "db-secret");
-    runner
-        .send(cx, "TagResource", || {
-            sm.tag_resource()
-                .secret_id(&arn)
-                .tags(
-                    aws_sdk_secretsmanager::types::Tag::builder()
-                        .key("tap:id")
-                        .value(&id)
-                        .build(),
-                )
-                .send()
-        })
-        .await?;
+    runner.retag_secret(cx, &arn).await?;
     // A replica that failed (e.g. the stale primary's name not yet free in its region: a forced
     // delete completes asynchronously) is removed and added again.
     let failed: Vec<String> = d

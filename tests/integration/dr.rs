@@ -106,6 +106,21 @@ pub async fn assert_roles(aws: &Aws, i: &Inputs, writer: &str) {
     }
 }
 
+/// The DB instances of `region` whose name carries the env (renamed stale ones included).
+pub async fn env_instances(aws: &Aws, region: &str, env: &str) -> Vec<String> {
+    aws.rds(region)
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap()
+        .db_instances()
+        .iter()
+        .filter_map(|d| d.db_instance_identifier())
+        .filter(|d| d.contains(env))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Final snapshots of the env (`tap-db-{r}-{env}-final-*`) in `region`.
 pub async fn final_snapshots(aws: &Aws, region: &str, env: &str) -> Vec<String> {
     let prefix = format!("tap-db-{}-{env}-final-", common::r(region));
@@ -126,13 +141,7 @@ pub async fn final_snapshots(aws: &Aws, region: &str, env: &str) -> Vec<String> 
 /// the keys that encrypt them; every other key of the env is pending deletion.
 pub async fn nothing_left_but_snapshots(aws: &Aws, i: &Inputs, snapshot_regions: &[&str]) {
     for region in i.topology.regions() {
-        let instances = aws.rds(region).describe_db_instances().send().await.unwrap();
-        let left: Vec<_> = instances
-            .db_instances()
-            .iter()
-            .filter_map(|d| d.db_instance_identifier())
-            .filter(|d| d.contains(&i.env))
-            .collect();
+        let left = env_instances(aws, region, &i.env).await;
         assert!(left.is_empty(), "{region}: {left:?}");
         let bucket = format!("tap-bucket-{}-{}-{}", common::r(region), i.env, verify::ACCOUNT);
         assert!(
@@ -474,18 +483,7 @@ async fn a_failover_and_a_reprotect_interrupted_anywhere_finish_when_run_again()
     assert_eq!(code, 0, "{out}");
     assert_roles(&aws, &i, sec).await;
     assert_eq!(final_snapshots(&aws, home, &env).await.len(), 1);
-    let named: Vec<String> = aws
-        .rds(home)
-        .describe_db_instances()
-        .send()
-        .await
-        .unwrap()
-        .db_instances()
-        .iter()
-        .filter_map(|d| d.db_instance_identifier())
-        .filter(|d| d.contains(&env))
-        .map(str::to_string)
-        .collect();
+    let named = env_instances(&aws, home, &env).await;
     assert_eq!(
         named,
         [format!("tap-db-{}-{env}", common::r(home))],

@@ -133,7 +133,12 @@ pub fn timing_endpoint() -> String {
 
 /// What the timing emulator saw: (seconds since epoch, service, action, id).
 pub fn timing_events() -> Vec<(f64, String, String, String)> {
-    let v: serde_json::Value = get_json(&format!("{}/_timing/events", timing_endpoint()));
+    timing_events_at(&timing_endpoint())
+}
+
+/// What the timing emulator at `endpoint` saw.
+pub fn timing_events_at(endpoint: &str) -> Vec<(f64, String, String, String)> {
+    let v: serde_json::Value = get_json(&format!("{endpoint}/_timing/events"));
     v.as_array()
         .unwrap()
         .iter()
@@ -199,6 +204,16 @@ pub fn fault_endpoint(n: u16, spec: &str) -> String {
 /// `TAP_TEST_OWN_ENDPOINT_<port>` when set: for tests whose switches (a region outage) must not
 /// reach the tests sharing the common emulators. Started once per run; .ci/run stops it.
 pub fn own_emulator(port: u16) -> String {
+    own_emulator_in(port, None)
+}
+
+/// [`own_emulator`] in the timing mode (`start --timing`): a test whose RDS waits must not queue
+/// behind the shared timing emulator's (it serves RDS calls one at a time).
+pub fn own_timing_emulator(port: u16) -> String {
+    own_emulator_in(port, Some("--timing"))
+}
+
+fn own_emulator_in(port: u16, mode: Option<&str>) -> String {
     static EPS: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
     let mut eps = EPS.lock().unwrap();
     if let Some((_, e)) = eps.iter().find(|(k, _)| *k == port) {
@@ -216,6 +231,7 @@ pub fn own_emulator(port: u16) -> String {
             let st = Command::new("bash")
                 .arg(&script)
                 .arg("start")
+                .args(mode)
                 .env("TAP_EMULATOR_PORT", port.to_string())
                 .status()
                 .expect("run localstack/emulator.sh");

@@ -15,6 +15,8 @@ use tap::dr;
 
 /// The outage emulator of `emulator_dr.rs` (its tests take us-east-1 and ap-south-1).
 pub const OUTAGE_PORT: u16 = 4651;
+/// The timing emulator of the interruption test.
+pub const TIMING_PORT: u16 = 4652;
 
 pub fn options(env: &str, endpoint: &str, home: &str, secondaries: &[&str]) -> (Options, Inputs) {
     let mut o = common::options_at(env, endpoint);
@@ -419,16 +421,19 @@ fn finish(child: std::process::Child) -> (i32, String) {
 /// it finishes: one database of the name, a replica, one final snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_and_a_reprotect_interrupted_anywhere_finish_when_run_again() {
-    let ep = common::timing_endpoint();
+    // A timing emulator of its own: its outage reaches no other test, and its RDS calls (served
+    // one at a time) do not queue behind the other timing tests'.
+    let ep = common::own_timing_emulator(TIMING_PORT);
     let env = common::unique_env("drk");
-    // Home regions of their own on the shared timing emulator: the outage reaches this test only.
     let (home, sec) = ("us-west-1", "ap-northeast-2");
     let (mut o, i) = options(&env, &ep, home, &[sec]);
     o.state_path = common::state_path(&env);
     let state = o.state_path.clone();
     let aws = raw_at(&ep).await;
     run(Command::Deploy, &o).await;
-    let promote = common::timing_config()["rds_promote"].as_f64().unwrap();
+    let promote = common::get_json(&format!("{ep}/_timing/config"))["rds_promote"]
+        .as_f64()
+        .unwrap();
 
     outage(&ep, home, "hang");
     let child = spawn_tap(&ep, &env, &state, home, sec, &["failover", "--to", sec, "--yes"]);
@@ -460,7 +465,7 @@ async fn a_failover_and_a_reprotect_interrupted_anywhere_finish_when_run_again()
         "the best-effort step is reported: {out}"
     );
     let db_id = format!("tap-db-{}-{env}", common::r(sec));
-    let promotions = common::timing_events()
+    let promotions = common::timing_events_at(&ep)
         .into_iter()
         .filter(|(_, _, action, id)| action == "PromoteReadReplica" && *id == db_id)
         .count();

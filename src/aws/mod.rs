@@ -131,7 +131,8 @@ impl Storable for AttemptStart {
 
 /// The one retry layer for throttling, 5xx and network errors of every call: the SDK's standard
 /// strategy (exponential backoff with full jitter, a shared retry quota), with this budget.
-/// Creates without an idempotency token opt out per call ([`no_retry_ec2`], [`no_retry_kms`]):
+/// Creates without an idempotency token opt out per call ([`no_retry_ec2`], [`no_retry_kms`],
+/// [`no_retry_secrets`]):
 /// the driver's create protocol looks the object up instead of sending them blindly again.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryBudget {
@@ -170,6 +171,12 @@ pub fn no_retry_ec2() -> aws_sdk_ec2::config::Builder {
 /// Per-call override: no SDK retry (KMS CreateKey carries no idempotency token).
 pub fn no_retry_kms() -> aws_sdk_kms::config::Builder {
     aws_sdk_kms::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// Per-call override: no SDK retry (ReplicateSecretToRegions takes no idempotency token; a
+/// resend after a lost response asks again for a region already replicated).
+pub fn no_retry_secrets() -> aws_sdk_secretsmanager::config::Builder {
+    aws_sdk_secretsmanager::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
 /// How to reach AWS.

@@ -487,13 +487,34 @@ async fn rehome_secret(
         // Secrets Manager API reference, ReplicateSecretToRegions: ForceOverwriteReplicaSecret
         // overwrites a secret of the same name in the destination Region (the stale primary's
         // name may still be taken while its forced deletion completes).
+        // ReplicateSecretToRegions takes no idempotency token: each try sends it once (no SDK
+        // resend, which after a lost response asks again for regions already replicated) and
+        // first re-reads which regions the writer's secret already lists.
         runner
-            .send(cx, "ReplicateSecretToRegions", || {
-                sm.replicate_secret_to_regions()
-                    .secret_id(&arn)
-                    .set_add_replica_regions(Some(missing.clone()))
-                    .force_overwrite_replica_secret(true)
-                    .send()
+            .driver
+            .call(cx, || {
+                let (sm, arn, missing) = (sm.clone(), arn.clone(), missing.clone());
+                async move {
+                    let d = sm.describe_secret().secret_id(&arn).send().await.op("DescribeSecret")?;
+                    let listed: Vec<&str> = d.replication_status().iter().filter_map(|s| s.region()).collect();
+                    let still: Vec<ReplicaRegionType> = missing
+                        .into_iter()
+                        .filter(|r| !r.region().is_some_and(|r| listed.contains(&r)))
+                        .collect();
+                    if still.is_empty() {
+                        return Ok(());
+                    }
+                    sm.replicate_secret_to_regions()
+                        .secret_id(&arn)
+                        .set_add_replica_regions(Some(still))
+                        .force_overwrite_replica_secret(true)
+                        .customize()
+                        .config_override(crate::aws::no_retry_secrets())
+                        .send()
+                        .await
+                        .op("ReplicateSecretToRegions")
+                        .map(|_| ())
+                }
             })
             .await?;
     }

@@ -116,6 +116,13 @@ impl SecretReplica {
                     .kms_key_id(&want.kms_key)
                     .build(),
             )
+            // No idempotency token: no SDK resend. A resend after a lost response asked again
+            // for a region already replicated, and the emulator listed the region twice, the
+            // second entry Failed ("already exists"): CI of stop 19, fault seed 3. The callers
+            // read the writer's replication status instead (and the driver's create protocol
+            // looks the replica up before it sends again).
+            .customize()
+            .config_override(crate::aws::no_retry_secrets())
             .send()
             .await
             .op("ReplicateSecretToRegions")
@@ -191,9 +198,8 @@ impl Kind for SecretReplica {
         if self.status(cx).await?.is_some_and(|(_, s)| failed(&s)) {
             self.remove(cx).await?;
         }
-        // ReplicateSecretToRegions takes no idempotency token: if the SDK sent it again after a
-        // lost response, the second answer is a refusal of a region already replicated. The
-        // region in the writer's replication status is the proof it ran.
+        // ReplicateSecretToRegions takes no idempotency token and is sent once (no SDK retry):
+        // after an error, the region in the writer's replication status is the proof it ran.
         if let Err(e) = self.replicate(cx, want).await
             && self.status(cx).await?.is_none()
         {

@@ -86,6 +86,22 @@ except Exception:
 PY
 }
 
+# Whether nothing listens on the port. With SO_REUSEADDR, as the servers bind, so that sockets of
+# a just-stopped emulator in TIME_WAIT do not count; on Linux a listening socket still does.
+port_free() {
+  python3 - "$host" "$port" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+PY
+}
+
 start() {
   local mode=plain
   [[ ${1:-} == --timing ]] && mode=timing
@@ -100,6 +116,15 @@ start() {
   if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && answers; then
     echo "emulator already running on http://$host:$port (pid $(cat "$pidfile"))"
     return 0
+  fi
+  # A port held by a process this script did not start: the new server would fail to bind while
+  # the old one answers, and the tests would run against an emulator of unknown mode and rules.
+  # A tap emulator of another checkout is stopped (stop_foreign); anything else is an error.
+  port_free || stop_foreign >&2
+  if ! port_free; then
+    echo "port $port on $host is in use by a process this script did not start and that is no" \
+      "tap emulator (ss -ltnp 'sport = :$port' names it): stop it or use another port" >&2
+    return 1
   fi
   export MOTO_IAM_LOAD_MANAGED_POLICIES=true
   if [[ $mode == localstack ]]; then
@@ -117,7 +142,7 @@ start() {
   fi
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
-    if answers; then
+    if answers && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo "emulator ($mode) listening on http://$host:$port (pid $(cat "$pidfile"), log $logfile)"
       return 0
     fi
@@ -144,6 +169,23 @@ stop() {
   else
     echo "no emulator started by this script on port $port"
   fi
+  stop_foreign
+}
+
+# A tap emulator of another checkout (its pid file is in that checkout's cache) still listening
+# on the port: stopped too, so that `start` can bind. Any other process on the port is left alone
+# and `start` says so.
+stop_foreign() {
+  command -v ss >/dev/null || return 0
+  local pid
+  for pid in $(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'timing_server\.py|localstack\.runtime\.main'; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -9 "$pid" 2>/dev/null || true
+      echo "a tap emulator of another checkout on port $port (pid $pid) stopped"
+    fi
+  done
 }
 
 case ${1:-} in

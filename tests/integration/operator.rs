@@ -305,3 +305,56 @@ fn a_credential_process_runs_once_per_run() {
         runs.lines().count()
     );
 }
+
+/// Regression (a CI dry run): a timing emulator of another checkout held port 4567, the new
+/// server failed to bind, and `emulator.sh start` said "listening" because the old one answered;
+/// the tests ran against an emulator of unknown mode. Now a tap emulator whose pid file is
+/// elsewhere is stopped and replaced, and any other process on the port is an error naming it.
+#[test]
+fn emulator_start_replaces_a_foreign_tap_emulator_and_refuses_a_port_held_by_anything_else() {
+    const PORT: u16 = 4653;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("localstack/emulator.sh");
+    let pidfile = root.join(format!("localstack/.cache/moto-{PORT}.pid"));
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("TAP_EMULATOR_PORT", PORT.to_string())
+            .output()
+            .expect("run localstack/emulator.sh");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, out) = sh(&["start"]);
+    assert!(ok, "{out}");
+    let first = std::fs::read_to_string(&pidfile).unwrap();
+    // As if another checkout had started it: its pid file is not ours.
+    std::fs::remove_file(&pidfile).unwrap();
+    let (ok, out) = sh(&["start"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("another checkout") && out.contains(first.trim()), "{out}");
+    let second = std::fs::read_to_string(&pidfile).unwrap();
+    assert_ne!(first, second);
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
+    assert!(!alive(&first) && alive(&second));
+    let (ok, out) = sh(&["stop"]);
+    assert!(ok, "{out}");
+
+    // Anything else on the port: refused, named, left alone.
+    let other = std::net::TcpListener::bind(("127.0.0.1", PORT)).unwrap();
+    let (ok, out) = sh(&["start"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("port {PORT}")) && out.contains("no tap emulator"),
+        "{out}"
+    );
+    assert!(other.local_addr().is_ok());
+    assert!(!pidfile.exists() || !alive(&std::fs::read_to_string(&pidfile).unwrap()));
+    drop(other);
+    let _ = sh(&["stop"]);
+}

@@ -19,7 +19,7 @@ use crate::engine::events::Events;
 use crate::engine::resource::{NodeError, Readiness};
 use crate::engine::store::StateStore;
 use crate::engine::timeline::Recorder;
-use crate::resources::{db_secret, names};
+use crate::resources::{db_secret, names, secret_replica};
 use crate::run::{Command, NodeLine, Options, Outcome};
 use aws_sdk_secretsmanager::types::ReplicaRegionType;
 use std::collections::BTreeMap;
@@ -484,12 +484,9 @@ async fn rehome_secret(
         })
         .collect();
     if !missing.is_empty() {
-        // Secrets Manager API reference, ReplicateSecretToRegions: ForceOverwriteReplicaSecret
-        // overwrites a secret of the same name in the destination Region (the stale primary's
-        // name may still be taken while its forced deletion completes).
-        // ReplicateSecretToRegions takes no idempotency token: each try sends it once (no SDK
-        // resend, which after a lost response asks again for regions already replicated) and
-        // first re-reads which regions the writer's secret already lists.
+        // Overwriting a secret of the same name in the destination Region: the stale primary's
+        // name may still be taken while its forced deletion completes. Each try sends the call
+        // once (see `replicate_once`) after re-reading which regions the secret already lists.
         runner
             .driver
             .call(cx, || {
@@ -504,16 +501,7 @@ async fn rehome_secret(
                     if still.is_empty() {
                         return Ok(());
                     }
-                    sm.replicate_secret_to_regions()
-                        .secret_id(&arn)
-                        .set_add_replica_regions(Some(still))
-                        .force_overwrite_replica_secret(true)
-                        .customize()
-                        .config_override(crate::aws::no_retry_secrets())
-                        .send()
-                        .await
-                        .op("ReplicateSecretToRegions")
-                        .map(|_| ())
+                    secret_replica::replicate_once(&sm, &arn, still, true).await
                 }
             })
             .await?;

@@ -40,6 +40,31 @@ pub fn replica_arn(arn: &str, region: &str) -> String {
     parts.join(":")
 }
 
+/// ReplicateSecretToRegions for `regions`, sent once: no SDK resend. It takes no idempotency
+/// token, and a resend after a lost response asks again for a region already replicated (the
+/// emulator then listed the region twice, the second entry Failed "already exists": CI of stop
+/// 19, fault seed 3). After an error, callers read the primary's replication status before they
+/// send again (the driver's create protocol looks the replica up). `force_overwrite`:
+/// ForceOverwriteReplicaSecret, overwrite a secret of the same name in a destination Region
+/// (Secrets Manager API reference, ReplicateSecretToRegions).
+pub async fn replicate_once(
+    sm: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    regions: Vec<ReplicaRegionType>,
+    force_overwrite: bool,
+) -> Result<(), NodeError> {
+    sm.replicate_secret_to_regions()
+        .secret_id(arn)
+        .set_add_replica_regions(Some(regions))
+        .force_overwrite_replica_secret(force_overwrite)
+        .customize()
+        .config_override(crate::aws::no_retry_secrets())
+        .send()
+        .await
+        .op("ReplicateSecretToRegions")
+        .map(|_| ())
+}
+
 impl SecretReplica {
     /// The writer's secret: its region and ARN, from its node (a dependency of this one), else
     /// looked up by name (a destroy after the writer's node is gone from state, a lost state).
@@ -106,27 +131,11 @@ impl SecretReplica {
 
     async fn replicate(&self, cx: &NodeCx, want: &ReplicaSpec) -> Result<(), NodeError> {
         let (writer, arn) = self.required_primary(cx).await?;
-        self.0
-            .secrets(&writer)
-            .replicate_secret_to_regions()
-            .secret_id(&arn)
-            .add_replica_regions(
-                ReplicaRegionType::builder()
-                    .region(&cx.region)
-                    .kms_key_id(&want.kms_key)
-                    .build(),
-            )
-            // No idempotency token: no SDK resend. A resend after a lost response asked again
-            // for a region already replicated, and the emulator listed the region twice, the
-            // second entry Failed ("already exists"): CI of stop 19, fault seed 3. The callers
-            // read the writer's replication status instead (and the driver's create protocol
-            // looks the replica up before it sends again).
-            .customize()
-            .config_override(crate::aws::no_retry_secrets())
-            .send()
-            .await
-            .op("ReplicateSecretToRegions")
-            .map(|_| ())
+        let region = ReplicaRegionType::builder()
+            .region(&cx.region)
+            .kms_key_id(&want.kms_key)
+            .build();
+        replicate_once(&self.0.secrets(&writer), &arn, vec![region], false).await
     }
 
     async fn remove(&self, cx: &NodeCx) -> Result<(), NodeError> {

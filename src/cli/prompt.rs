@@ -14,19 +14,21 @@ pub fn approves(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-pub(super) fn ask(question: &str) -> bool {
+/// Prints `question` on stderr and reads one line of stdin; `None` when it cannot be read.
+fn answer(question: &str) -> Option<String> {
     eprint!("{question}");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).is_ok() && approves(&line)
+    std::io::stdin().lock().read_line(&mut line).ok().map(|_| line)
+}
+
+pub(super) fn ask(question: &str) -> bool {
+    answer(question).is_some_and(|a| approves(&a))
 }
 
 /// Asks until end of input; true only for exactly `want`.
 pub(super) fn ask_exact(question: &str, want: &str) -> bool {
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == want
+    answer(question).is_some_and(|a| a.trim() == want)
 }
 
 /// What destroy would delete, as the state records it: per region, how many objects of each

@@ -150,7 +150,12 @@ pub fn timing_events_at(endpoint: &str) -> Vec<(f64, String, String, String)> {
 }
 
 pub fn timing_config() -> serde_json::Value {
-    get_json(&format!("{}/_timing/config", timing_endpoint()))
+    timing_config_at(&timing_endpoint())
+}
+
+/// The settings of the timing emulator at `endpoint`.
+pub fn timing_config_at(endpoint: &str) -> serde_json::Value {
+    get_json(&format!("{endpoint}/_timing/config"))
 }
 
 pub fn get_json(url: &str) -> serde_json::Value {

@@ -13,7 +13,8 @@ use tap::aws::Aws;
 use tap::config::Inputs;
 use tap::dr;
 
-/// The outage emulator of `emulator_dr.rs` (its tests take us-east-1 and ap-south-1).
+/// The outage emulator of `emulator_dr.rs` too (its tests take us-east-1 and ap-south-1 down and
+/// keep ap-southeast-1 up).
 pub const OUTAGE_PORT: u16 = 4651;
 /// The timing emulator of the interruption test.
 pub const TIMING_PORT: u16 = 4652;
@@ -431,9 +432,7 @@ async fn a_failover_and_a_reprotect_interrupted_anywhere_finish_when_run_again()
     let state = o.state_path.clone();
     let aws = raw_at(&ep).await;
     run(Command::Deploy, &o).await;
-    let promote = common::get_json(&format!("{ep}/_timing/config"))["rds_promote"]
-        .as_f64()
-        .unwrap();
+    let promote = common::timing_config_at(&ep)["rds_promote"].as_f64().unwrap();
 
     outage(&ep, home, "hang");
     let child = spawn_tap(&ep, &env, &state, home, sec, &["failover", "--to", sec, "--yes"]);
